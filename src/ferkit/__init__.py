@@ -1,0 +1,3 @@
+"""ferkit: facial expression recognition with EfficientNet transfer learning."""
+
+__version__ = "0.1.0"

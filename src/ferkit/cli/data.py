@@ -1,0 +1,118 @@
+"""`ferkit data ...`: inspect a dataset and convert between the CSV and folder layouts."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ferkit.data import analyse, dataset_report, load_dataset
+from ferkit.data.export import export_csv, export_folders
+
+app = typer.Typer(help="Inspect datasets and convert between layouts.", no_args_is_help=True)
+console = Console()
+
+SizeOpt = Annotated[int | None, typer.Option("--size", help="Stored image side (default: auto).")]
+ColorOpt = Annotated[str, typer.Option("--color", help="auto | gray | rgb")]
+StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on the first unreadable file or CSV row.")]
+
+
+def print_report(report: dict) -> None:
+    """The human-readable summary of an inspect report."""
+    table = Table(title=f"{report['source']}  ({report['layout']})")
+    splits = list(report["splits"])
+    table.add_column("class")
+    for s in splits:
+        table.add_column(s, justify="right")
+    table.add_column("weight", justify="right")
+    for cls in report["classes"]:
+        row = [str(report["splits"][s][cls]) for s in splits]
+        table.add_row(cls, *row, f"{report['class_weights'][cls]:.3f}")
+    table.add_row("total", *[str(sum(report["splits"][s].values())) for s in splits], "", style="bold")
+    console.print(table)
+    console.print(
+        f"images: {report['total']}   stored as {report['stored_image']['size']}px x "
+        f"{report['stored_image']['channels']} ch   imbalance ratio {report['imbalance_ratio']:.1f}"
+    )
+    console.print(_duplicates_line("exact duplicates", report["duplicates"]))
+    if "near_duplicates" in report:
+        near = report["near_duplicates"]
+        console.print(_duplicates_line(f"near duplicates (phash <= {near['threshold']})", near))
+    console.print(f"sizes: {_top(report['image_sizes'])}   modes: {_top(report['image_modes'])}")
+    for key in ("corrupt", "ignored"):
+        items = report[key]
+        if items:
+            console.print(f"[yellow]{len(items)} {key} file(s):[/yellow]")
+            for item in items[:20]:
+                console.print(f"  {item['path']}: {item['reason']}")
+            if len(items) > 20:
+                console.print(f"  ... {len(items) - 20} more in the JSON report")
+
+
+def _duplicates_line(title: str, d: dict) -> str:
+    return (
+        f"{title}: {d['groups']} groups ({d['files']} files), {d['cross_split_groups']} across splits "
+        f"(leakage), {d['conflicting_label_groups']} with conflicting labels"
+    )
+
+
+def _top(hist: dict[str, int], n: int = 5) -> str:
+    shown = ", ".join(f"{k} ({v})" for k, v in list(hist.items())[:n])
+    return shown + (f", +{len(hist) - n} more" if len(hist) > n else "")
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write JSON atomically (a crash never leaves a half-written report)."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(payload, indent=2))
+    os.replace(tmp, path)
+
+
+@app.command()
+def inspect(
+    path: Annotated[Path, typer.Argument(help="Folder, FER2013 CSV, or .zip/.tar(.gz) of either.")],
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the full report here.")] = None,
+    size: SizeOpt = None,
+    color: ColorOpt = "auto",
+    strict: StrictOpt = False,
+    near_threshold: Annotated[
+        int, typer.Option(help="Perceptual-hash Hamming distance for near duplicates; -1 turns it off.")
+    ] = 4,
+    clip: Annotated[float | None, typer.Option(help="Clip class weights at this maximum.")] = None,
+) -> None:
+    """Counts per split and class, unreadable files, duplicates, leakage and class weights."""
+    ds = load_dataset(path, image_size=size, color=color, strict=strict, progress=True)  # type: ignore[arg-type]
+    report = dataset_report(ds, analyse(ds, None if near_threshold < 0 else near_threshold), clip)
+    print_report(report)
+    if json_out:
+        write_json(json_out, report)
+        console.print(f"full report: {json_out}")
+
+
+@app.command("export-folders")
+def export_folders_cmd(
+    source: Annotated[Path, typer.Argument(help="FER2013 CSV (or any source).")],
+    outdir: Annotated[Path, typer.Argument(help="New folder for <split>/<class>/*.png.")],
+    strict: StrictOpt = False,
+) -> None:
+    """FER2013 CSV → Kaggle-style folders (Training→train, PublicTest→val, PrivateTest→test)."""
+    ds = load_dataset(source, strict=strict, progress=True)
+    n = export_folders(ds, outdir)
+    console.print(f"wrote {n} images to {outdir}; skipped {len(ds.skipped)} bad item(s)")
+
+
+@app.command("export-csv")
+def export_csv_cmd(
+    source: Annotated[Path, typer.Argument(help="Folder dataset (or archive).")],
+    out: Annotated[Path, typer.Argument(help="CSV file to write (emotion,pixels,Usage).")],
+    strict: StrictOpt = False,
+) -> None:
+    """Folders → the FER2013 CSV format (48x48 grayscale, FER2013 label ids)."""
+    ds = load_dataset(source, strict=strict, progress=True)
+    n = export_csv(ds, out)
+    console.print(f"wrote {n} rows to {out}; skipped {len(ds.skipped)} bad item(s)")

@@ -1,0 +1,35 @@
+"""The `ferkit` command: a thin layer over the library (it imports ferkit, never the reverse)."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from ferkit.cli import data, demo
+from ferkit.errors import FerkitError
+
+app = typer.Typer(
+    help="Facial expression recognition: inspect data, train, evaluate, recognise.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(data.app, name="data")
+app.command("demo")(demo.demo)
+
+
+def main() -> None:
+    """Entry point: user errors become one readable line and exit code 2, not a traceback."""
+    try:
+        app()
+    except FerkitError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+    except FileExistsError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,181 @@
+"""Data integrity: exact and near duplicates, train/test leakage, conflicting labels, distributions."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+from scipy.fft import dctn
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+
+from ferkit.data.dataset import FaceDataset
+from ferkit.data.weights import balanced_class_weights
+
+
+@dataclass
+class DuplicateGroup:
+    """Items holding the same picture (pixel-identical, or perceptually close for near duplicates)."""
+
+    index: list[int]
+    splits: list[str]
+    labels: list[str]
+    sources: list[str]
+
+    @property
+    def cross_split(self) -> bool:
+        return len(set(self.splits)) > 1
+
+    @property
+    def conflicting(self) -> bool:
+        return len(set(self.labels)) > 1
+
+
+@dataclass
+class IntegrityReport:
+    exact: list[DuplicateGroup] = field(default_factory=list)
+    near: list[DuplicateGroup] = field(default_factory=list)
+    near_threshold: int | None = None
+
+    def summary(self, groups: list[DuplicateGroup]) -> dict[str, int]:
+        return {
+            "groups": len(groups),
+            "files": sum(len(g.index) for g in groups),
+            "cross_split_groups": sum(g.cross_split for g in groups),
+            "conflicting_label_groups": sum(g.conflicting for g in groups),
+        }
+
+
+def _groups(ds: FaceDataset, members: list[np.ndarray]) -> list[DuplicateGroup]:
+    return [
+        DuplicateGroup(
+            index=m.tolist(),
+            splits=ds.splits[m].tolist(),
+            labels=[ds.class_names[i] for i in ds.labels[m]],
+            sources=ds.sources[m].tolist(),
+        )
+        for m in members
+    ]
+
+
+def exact_duplicates(ds: FaceDataset) -> list[DuplicateGroup]:
+    """Groups of items whose decoded pixels are identical (same digest)."""
+    _, inverse, counts = np.unique(ds.digests, return_inverse=True, return_counts=True)
+    order = np.argsort(inverse, kind="stable")
+    bounds = np.cumsum(counts)[:-1]
+    members = [m for m in np.split(order, bounds) if len(m) > 1]
+    return _groups(ds, members)
+
+
+def perceptual_hashes(ds: FaceDataset, batch: int = 4096) -> np.ndarray:
+    """64-bit DCT perceptual hash per image (robust to re-encoding, small resizes and brightness)."""
+    out = np.empty(len(ds), dtype=np.uint64)
+    weights = 1 << np.arange(64, dtype=np.uint64)
+    for start in range(0, len(ds), batch):
+        imgs = ds.take(np.arange(start, min(start + batch, len(ds))))
+        gray = imgs.mean(axis=3, dtype=np.float32) if imgs.shape[3] > 1 else imgs[..., 0].astype(np.float32)
+        small = np.stack([cv2.resize(g, (32, 32), interpolation=cv2.INTER_AREA) for g in gray])
+        low = dctn(small, axes=(1, 2), norm="ortho")[:, :8, :8].reshape(len(small), 64)
+        bits = low > np.median(low[:, 1:], axis=1, keepdims=True)
+        out[start : start + len(small)] = (bits.astype(np.uint64) * weights).sum(axis=1)
+    return out
+
+
+def near_duplicates(ds: FaceDataset, threshold: int = 4, block: int = 256) -> list[DuplicateGroup]:
+    """Groups linked by perceptual-hash Hamming distance <= threshold (pairwise, blockwise)."""
+    hashes = perceptual_hashes(ds)
+    rows, cols = [], []
+    for start in range(0, len(hashes), block):
+        part = hashes[start : start + block, None]
+        dist = np.bitwise_count(part ^ hashes[None, start:])
+        i, j = np.nonzero(dist <= threshold)
+        keep = j > i  # upper triangle: j indexes from `start`
+        rows.append(i[keep] + start)
+        cols.append(j[keep] + start)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(len(hashes),) * 2)
+    _, comp = connected_components(graph, directed=False)
+    counts = np.bincount(comp)
+    order = np.argsort(comp, kind="stable")
+    members = [m for m in np.split(order, np.cumsum(counts)[:-1]) if len(m) > 1]
+    return _groups(ds, members)
+
+
+def analyse(ds: FaceDataset, near_threshold: int | None = 4) -> IntegrityReport:
+    """Exact duplicates always; near duplicates too unless ``near_threshold`` is None."""
+    report = IntegrityReport(exact=exact_duplicates(ds), near_threshold=near_threshold)
+    if near_threshold is not None and len(ds) > 1:
+        report.near = near_duplicates(ds, near_threshold)
+    return report
+
+
+def drop_from_training(
+    ds: FaceDataset,
+    groups: list[DuplicateGroup],
+    train_split: str = "train",
+    leaked: bool = True,
+    conflicting: bool = True,
+) -> tuple[FaceDataset, int]:
+    """Remove training items that also occur in another split (leakage) or carry conflicting labels.
+
+    Evaluation splits are never altered. Returns the cleaned dataset and how many items went.
+    """
+    drop = np.zeros(len(ds), dtype=bool)
+    for g in groups:
+        if (leaked and g.cross_split) or (conflicting and g.conflicting):
+            idx = np.array(g.index)
+            drop[idx[ds.splits[idx] == train_split]] = True
+    return ds.subset(~drop), int(drop.sum())
+
+
+def dataset_report(ds: FaceDataset, integrity: IntegrityReport, weight_clip: float | None = None) -> dict:
+    """The full JSON-able report of `ferkit data inspect`."""
+    counts = ds.class_counts()
+    totals = np.bincount(ds.labels, minlength=len(ds.class_names))
+    present = totals[totals > 0]
+    train = ds.labels[ds.splits == "train"] if "train" in counts else ds.labels
+    report = {
+        "source": ds.origin,
+        "layout": ds.layout,
+        "classes": list(ds.class_names),
+        "splits": counts,
+        "total": len(ds),
+        "stored_image": {"size": ds.image_size, "channels": ds.channels},
+        "imbalance_ratio": float(present.max() / present.min()) if len(present) else None,
+        "corrupt": [{"path": p, "reason": r} for p, r in ds.skipped],
+        "ignored": [{"path": p, "reason": r} for p, r in ds.ignored],
+        "image_sizes": _histogram(f"{w}x{h}" for w, h in ds.orig_sizes.tolist()),
+        "image_modes": _histogram(ds.orig_modes.tolist()),
+        "duplicates": {**integrity.summary(integrity.exact), "examples": _examples(integrity.exact)},
+        "class_weights": dict(
+            zip(ds.class_names, balanced_class_weights(train, len(ds.class_names), weight_clip), strict=True)
+        ),
+    }
+    if integrity.near_threshold is not None:
+        report["near_duplicates"] = {
+            "threshold": integrity.near_threshold,
+            **integrity.summary(integrity.near),
+            "examples": _examples(integrity.near),
+        }
+    return report
+
+
+def _histogram(values) -> dict[str, int]:
+    return dict(Counter(values).most_common())
+
+
+def _examples(groups: list[DuplicateGroup], limit: int = 50) -> list[dict]:
+    """The most telling groups first: leaked and conflicting before plain ones."""
+    ranked = sorted(groups, key=lambda g: (not g.conflicting, not g.cross_split, -len(g.index)))
+    return [
+        {
+            "sources": g.sources,
+            "splits": g.splits,
+            "labels": g.labels,
+            "cross_split": g.cross_split,
+            "conflicting": g.conflicting,
+        }
+        for g in ranked[:limit]
+    ]
