@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from ferkit.cli import data, demo
+from ferkit.cli import data, demo, train
 from ferkit.errors import FerkitError
 
 app = typer.Typer(
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.add_typer(data.app, name="data")
 app.command("demo")(demo.demo)
+app.command("train")(train.train)
 
 
 def main() -> None:

@@ -1,0 +1,42 @@
+"""`ferkit train`: run a recipe from a YAML config into a run directory."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ferkit.errors import FerkitError
+from ferkit.training.config import load_config
+
+
+def train(
+    out: Annotated[Path, typer.Option("--out", help="Run directory (config, metrics, checkpoints).")],
+    config: Annotated[Path | None, typer.Option("--config", help="YAML recipe, e.g. configs/*.yaml.")] = None,
+    data: Annotated[str | None, typer.Option("--data", help="Dataset: folder, CSV or archive.")] = None,
+    overrides: Annotated[
+        list[str] | None, typer.Option("--set", help="Override a config value: key=value (repeatable).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out exactly where it stopped.")
+    ] = False,
+) -> None:
+    """Train a model; Ctrl-C or a kill loses at most the steps since the last checkpoint."""
+    from ferkit.training.engine import Trainer
+
+    sets = list(overrides or [])
+    if resume:
+        saved = out / "config.yaml"
+        if not saved.is_file():
+            raise FerkitError(f"{out}: nothing to resume (no config.yaml)")
+        if config or sets:
+            raise FerkitError(
+                "--resume continues the saved config.yaml; do not pass --config or --set with it"
+            )
+        cfg = load_config(saved)
+    else:
+        cfg = load_config(config, sets + ([f"data.path={data}"] if data else []))
+    prog = Trainer(cfg, out).fit(resume=resume)
+    if prog.best is not None:
+        typer.echo(f"best {cfg.train.monitor} {prog.best:.4f} at epoch {prog.best_epoch}; run in {out}")

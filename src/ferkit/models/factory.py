@@ -1,0 +1,132 @@
+"""Build a timm backbone with a paper head, resolve its preprocessing, save and load it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import timm
+import torch
+from torch import nn
+
+from ferkit.errors import FerkitError
+from ferkit.models.preprocess import Preprocessing
+from ferkit.models.spec import ModelSpec
+
+
+class FerNet(nn.Module):
+    """Backbone (globally pooled features) → head → class logits."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, spec: ModelSpec):
+        super().__init__()
+        self.backbone = backbone
+        width = backbone.num_features
+        drop = [nn.Dropout(spec.dropout)] if spec.dropout > 0 and spec.head != "linear" else []
+        if spec.head == "mlp":  # paper 004: Dense(256) → ReLU → Dropout → Dense
+            self.head = nn.Sequential(
+                nn.Linear(width, spec.hidden),
+                nn.ReLU(inplace=True),
+                *drop,
+                nn.Linear(spec.hidden, num_classes),
+            )
+        else:  # linear (paper 000): Dense; dropout (002, 003): Dropout(p) → Dense
+            self.head = nn.Sequential(*drop, nn.Linear(width, num_classes))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.backbone(x))
+
+
+def resolve_weights(pretrained: str) -> Path:
+    """A local weights file: ``~`` and ``$VARS`` expanded; must exist."""
+    path = Path(os.path.expandvars(pretrained)).expanduser()
+    if not path.is_file():
+        raise FerkitError(
+            f"model.pretrained: weights file {path} not found "
+            "(use 'none', 'hub', or a .safetensors/.pth path)"
+        )
+    return path
+
+
+def create_backbone(spec: ModelSpec) -> nn.Module:
+    """timm backbone without classifier; weights from nowhere, the hub, or a local file."""
+    kwargs = dict(spec.kwargs, num_classes=0, in_chans=spec.in_chans)
+    if spec.pretrained == "none":
+        kwargs["pretrained"] = False
+    elif spec.pretrained == "hub":
+        kwargs["pretrained"] = True
+    else:
+        kwargs |= {
+            "pretrained": True,
+            "pretrained_cfg_overlay": {"file": str(resolve_weights(spec.pretrained))},
+        }
+    try:
+        return timm.create_model(spec.timm_name, **kwargs)
+    except RuntimeError as exc:
+        if "Unknown model" in str(exc):
+            close = timm.list_models(f"*{spec.timm_name.split('_')[0]}*")[:8]
+            raise FerkitError(f"model.name: unknown architecture {spec.name!r}; similar: {close}") from None
+        raise FerkitError(f"model {spec.name}: cannot load weights {spec.pretrained}: {exc}") from None
+    except OSError as exc:
+        if spec.pretrained == "hub":
+            raise FerkitError(
+                f"model.pretrained=hub: could not download ImageNet weights for {spec.timm_name} "
+                f"(offline?). Pass a local file instead: --set model.pretrained=/path/to/weights.safetensors"
+            ) from None
+        raise FerkitError(f"model.pretrained: cannot read {spec.pretrained}: {exc}") from None
+
+
+def build_model(spec: ModelSpec, num_classes: int) -> FerNet:
+    return FerNet(create_backbone(spec), num_classes, spec)
+
+
+def resolve_preprocessing(spec: ModelSpec, backbone: nn.Module, data_channels: int) -> Preprocessing:
+    """Input size from the spec; mean/std/interpolation from the architecture's timm config."""
+    cfg = timm.data.resolve_data_config({}, model=backbone)
+    mean, std = tuple(spec.mean or cfg["mean"]), tuple(spec.std or cfg["std"])
+    if spec.in_chans == 1 and len(mean) == 3:
+        mean, std = (sum(mean) / 3,), (sum(std) / 3,)
+    interp = spec.interpolation if spec.interpolation != "auto" else cfg.get("interpolation", "bilinear")
+    return Preprocessing(
+        input_size=spec.input_size,
+        mean=mean,
+        std=std,
+        interpolation=interp if interp in ("bilinear", "bicubic") else "bilinear",
+        crop_pct=spec.eval_crop_pct,
+        in_chans=spec.in_chans,
+        data_channels=data_channels,
+    )
+
+
+def model_bundle(model: FerNet, spec: ModelSpec, class_names: list[str], pp: Preprocessing) -> dict:
+    """Everything inference needs, independent of any config file."""
+    return {
+        "spec": spec.model_dump(mode="json") | {"pretrained": "none"},
+        "class_names": list(class_names),
+        "preprocessing": pp.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
+
+
+def load_bundle(bundle: dict) -> tuple[FerNet, list[str], Preprocessing]:
+    """Rebuild the model from a bundle (never downloads: the weights are in the bundle)."""
+    spec = ModelSpec(**bundle["spec"])
+    model = build_model(spec, len(bundle["class_names"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in bundle["state_dict"].items()}
+    model.load_state_dict(state)
+    return model.eval(), list(bundle["class_names"]), Preprocessing.from_dict(bundle["preprocessing"])
+
+
+def load_checkpoint(path: str | os.PathLike) -> tuple[FerNet, list[str], Preprocessing]:
+    """A model from ``best.pt``/``last.pt`` or a run directory (its best checkpoint)."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "checkpoints" / "best.pt"
+    if not path.is_file():
+        raise FerkitError(f"{path}: no checkpoint here (expected a run directory or a .pt file)")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:
+        raise FerkitError(f"{path}: not a readable ferkit checkpoint: {exc}") from None
+    if "model" not in ckpt or "spec" not in ckpt["model"]:
+        raise FerkitError(f"{path}: not a ferkit checkpoint (no model bundle inside)")
+    return load_bundle(ckpt["model"])

@@ -1,0 +1,1 @@
+"""Training: configs, on-device augmentation, the engine (stages, checkpoints, exact resume)."""

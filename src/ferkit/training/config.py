@@ -1,0 +1,216 @@
+"""Training configuration as data: YAML → validated pydantic models, resolved once, saved per run."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ferkit.errors import FerkitError
+from ferkit.models.spec import ModelSpec
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class SplitSpec(Strict):
+    """Re-split one split (or an unsplit pool) stratified by ratios, e.g. 87.5/12.5 of Training."""
+
+    ratios: list[float] = Field(min_length=2, max_length=3)
+    names: list[str] = ["train", "val", "test"]
+    source: str | None = Field(None, description="split to divide; None = all items (a pool)")
+    seed: int = 42
+
+
+class DataSpec(Strict):
+    path: str | None = Field(None, description="dataset source (usually given by --data)")
+    image_size: int | None = Field(None, description="stored image side; None = auto")
+    color: Literal["auto", "gray", "rgb"] = "auto"
+    split: SplitSpec | None = None
+    train_split: str = "train"
+    val_split: str = Field("auto", description="'auto' = val if present, else test")
+    subset: int | None = Field(None, gt=0, description="stratified subset of the training split")
+    drop_leaked: bool = False
+    drop_conflicting: bool = False
+    on_device: Literal["auto", "always", "never"] = "auto"
+
+
+class AugmentSpec(Strict):
+    """Train-time augmentation, random per sample, run batched on the training device."""
+
+    crop: float = Field(1.0, gt=0, le=1, description="random crop keeping this fraction of the side")
+    crop_area: tuple[float, float] | None = Field(None, description="random-resized-crop area range")
+    crop_ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = Field(0.5, ge=0, le=1)
+    rotation: float = Field(0.0, ge=0, description="max degrees, uniform in ±rotation")
+    translate: float = Field(0.0, ge=0, le=1, description="max shift as a fraction of the side")
+    zoom: float = Field(0.0, ge=0, lt=1, description="scale factor in [1-zoom, 1+zoom]")
+    shear: float = Field(0.0, ge=0, description="max shear angle in degrees")
+    brightness: float = Field(0.0, ge=0)
+    contrast: float = Field(0.0, ge=0)
+    saturation: float = Field(0.0, ge=0)
+    jitter_p: float = Field(1.0, ge=0, le=1, description="probability of colour jitter per sample")
+    erasing_p: float = Field(0.0, ge=0, le=1)
+    erasing_scale: tuple[float, float] = (0.02, 0.33)
+    erasing_ratio: tuple[float, float] = (0.3, 3.3)
+    fill: Literal["reflection", "border", "zeros"] = "reflection"
+
+
+class OptimizerSpec(Strict):
+    name: Literal["adamw", "adam", "sgd"] = "adamw"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    momentum: float = Field(0.9, ge=0)  # SGD only
+    betas: tuple[float, float] = (0.9, 0.999)
+
+
+class ScheduleSpec(Strict):
+    name: Literal["cosine", "plateau", "onecycle", "constant"] = "cosine"
+    warmup_epochs: float = Field(0.0, ge=0)  # cosine: linear warm-up from lr * warmup_start
+    warmup_start: float = Field(0.01, gt=0, le=1)
+    eta_min: float = Field(0.0, ge=0)  # cosine floor
+    factor: float = Field(0.1, gt=0, lt=1)  # plateau
+    patience: int = Field(2, ge=0)  # plateau
+    min_lr: float = Field(0.0, ge=0)  # plateau
+    pct_start: float = Field(0.15, gt=0, lt=1)  # onecycle warm-up fraction
+
+
+class EarlyStopSpec(Strict):
+    patience: int | None = Field(None, ge=1, description="None = never stop early")
+    min_delta: float = Field(0.0, ge=0)
+
+
+class StageSpec(Strict):
+    """One training stage; two-stage recipes freeze the backbone first, then fine-tune."""
+
+    name: str = "train"
+    epochs: int = Field(10, ge=1)
+    freeze_backbone: bool = False
+    unfreeze_last: int | None = Field(
+        None, ge=1, description="train only the last K parameterised layers of the backbone (plus head)"
+    )
+    freeze_bn: bool = Field(False, description="keep BatchNorm statistics and affine weights frozen")
+    optimizer: OptimizerSpec = OptimizerSpec()
+    schedule: ScheduleSpec = ScheduleSpec()
+    early_stopping: EarlyStopSpec = EarlyStopSpec()
+
+    @model_validator(mode="after")
+    def _freeze_choice(self) -> StageSpec:
+        if self.freeze_backbone and self.unfreeze_last:
+            raise ValueError("freeze_backbone and unfreeze_last exclude each other")
+        return self
+
+
+class TrainSpec(Strict):
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int = Field(256, ge=1)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    class_weights: Literal["none", "balanced"] = "none"
+    class_weight_clip: float | None = Field(None, gt=0)
+    amp: Literal["auto", "off", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on CUDA, fp32 on CPU
+    channels_last: bool = True
+    grad_clip: float | None = Field(None, gt=0)
+    monitor: Literal["val_acc", "val_loss", "val_f1"] = "val_acc"
+    val_tta: Literal["none", "flip"] = "none"
+    checkpoint_every_steps: int | None = Field(None, ge=1, description="also save last.pt mid-epoch")
+    checkpoint_every_minutes: float | None = Field(10.0, gt=0)
+    threads: int | None = Field(None, ge=1, description="CPU threads (None = torch default)")
+
+
+class TrainConfig(Strict):
+    """A complete, reproducible training recipe."""
+
+    seed: int = 42
+    deterministic: bool = False
+    data: DataSpec = DataSpec()
+    model: ModelSpec = ModelSpec()
+    augment: AugmentSpec = AugmentSpec()
+    train: TrainSpec = TrainSpec()
+    stages: list[StageSpec] = Field(default_factory=lambda: [StageSpec()], min_length=1)
+
+
+def _set_dotted(tree: dict, dotted: str, value) -> None:
+    """Apply ``a.b.0.c=value`` to nested dicts/lists (list indices allowed)."""
+    parts = dotted.split(".")
+    node = tree
+    for i, key in enumerate(parts[:-1]):
+        nxt_default: dict | list = {}
+        if isinstance(node, list):
+            if not key.isdigit() or int(key) >= len(node):
+                raise FerkitError(f"--set {dotted}: {'.'.join(parts[: i + 1])} is not a valid list index")
+            node = node[int(key)]
+            continue
+        node = node.setdefault(key, nxt_default)
+    last = parts[-1]
+    if isinstance(node, list):
+        if not last.isdigit() or int(last) >= len(node):
+            raise FerkitError(f"--set {dotted}: {last} is not a valid list index")
+        node[int(last)] = value
+    else:
+        node[last] = value
+
+
+def parse_overrides(items: list[str]) -> list[tuple[str, object]]:
+    out = []
+    for item in items:
+        if "=" not in item:
+            raise FerkitError(f"--set {item!r}: expected key=value, e.g. train.batch_size=32")
+        key, raw = item.split("=", 1)
+        out.append((key.strip(), yaml.safe_load(raw)))
+    return out
+
+
+def _merge(base: dict, over: dict) -> dict:
+    """``over`` on top of ``base``: mappings merge key by key, anything else replaces."""
+    out = dict(base)
+    for key, value in over.items():
+        out[key] = (
+            _merge(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+        )
+    return out
+
+
+def build_config(raw: dict, overrides: list[str] = (), origin: str = "config") -> TrainConfig:
+    """Validate a config dict (after ``key=value`` overrides); errors name the offending key.
+
+    The file is laid over the full default tree first, so ``--set stages.0.epochs=1`` works even
+    when the file does not spell out the default stage.
+    """
+    defaults = TrainConfig().model_dump(mode="json")
+    defaults["stages"] = [dict(defaults["stages"][0])]
+    raw = _merge(defaults, yaml.safe_load(yaml.safe_dump(raw)))  # deep copy with plain types
+    raw["stages"] = [
+        _merge(defaults["stages"][0], st) if isinstance(st, dict) else st for st in raw["stages"]
+    ]
+    for key, value in parse_overrides(list(overrides)):
+        _set_dotted(raw, key, value)
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        lines = [
+            f"  {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}"
+            + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" else " (unknown key)")
+            for e in exc.errors()
+        ]
+        raise FerkitError(f"{origin}: invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
+    """Read a YAML recipe (None = all defaults) and apply overrides."""
+    if path is None:
+        return build_config({}, overrides, "defaults")
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise FerkitError(f"{path}: cannot read config: {exc}") from None
+    if not isinstance(raw, dict):
+        raise FerkitError(f"{path}: a config must be a YAML mapping")
+    return build_config(raw, overrides, str(path))
+
+
+def dump_config(cfg: TrainConfig) -> str:
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
