@@ -104,3 +104,34 @@ def make_tar(src: Path, out: Path, wrap: str = "") -> Path:
     with tarfile.open(out, "w:gz") as tf:
         tf.add(src, arcname=wrap.rstrip("/") or ".")
     return out
+
+
+TINY_TRAIN = [
+    "model.name=test_efficientnet",
+    "model.pretrained=none",
+    "model.input_size=48",
+    "train.batch_size=16",
+    "train.threads=1",
+    "train.checkpoint_every_minutes=null",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """A small model trained once per test session on synthetic faces (5 classes, 48 px, 4 epochs).
+
+    Its data folder is ``<run>/../faces`` (train 30/class, test 8/class).
+    """
+    from ferkit.training.config import load_config
+    from ferkit.training.engine import Trainer
+
+    root = tmp_path_factory.mktemp("tiny_run")
+    data = make_synthetic_folders(root / "faces", per_class=30, test_per_class=8)
+    cfg = load_config(None, [*TINY_TRAIN, f"data.path={data}", "stages.0.epochs=4", "augment.rotation=10"])
+    mp = pytest.MonkeyPatch()
+    mp.setenv("FERKIT_CACHE_DIR", str(root / "cache"))
+    try:
+        Trainer(cfg, root / "run").fit()
+    finally:
+        mp.undo()
+    return root / "run"

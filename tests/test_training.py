@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import SHARED
+from conftest import SHARED, TINY_TRAIN
 
 from ferkit.data.synthetic import make_synthetic_folders
 from ferkit.errors import FerkitError
@@ -27,14 +27,7 @@ from ferkit.training.engine import Trainer
 from ferkit.training.optim import apply_freezing, parameterised_layers
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-TINY = [
-    "model.name=test_efficientnet",
-    "model.pretrained=none",
-    "model.input_size=48",
-    "train.batch_size=16",
-    "train.threads=1",
-    "train.checkpoint_every_minutes=null",
-]
+TINY = TINY_TRAIN
 
 
 def read_metrics(run: Path) -> list[dict]:

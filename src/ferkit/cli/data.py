@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -13,6 +12,7 @@ from rich.table import Table
 
 from ferkit.data import analyse, dataset_report, load_dataset
 from ferkit.data.export import export_csv, export_folders
+from ferkit.fileio import atomic_write_text
 
 app = typer.Typer(help="Inspect datasets and convert between layouts.", no_args_is_help=True)
 console = Console()
@@ -66,13 +66,6 @@ def _top(hist: dict[str, int], n: int = 5) -> str:
     return shown + (f", +{len(hist) - n} more" if len(hist) > n else "")
 
 
-def write_json(path: Path, payload: dict) -> None:
-    """Write JSON atomically (a crash never leaves a half-written report)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, path)
-
-
 @app.command()
 def inspect(
     path: Annotated[Path, typer.Argument(help="Folder, FER2013 CSV, or .zip/.tar(.gz) of either.")],
@@ -90,7 +83,7 @@ def inspect(
     report = dataset_report(ds, analyse(ds, None if near_threshold < 0 else near_threshold), clip)
     print_report(report)
     if json_out:
-        write_json(json_out, report)
+        atomic_write_text(json_out, json.dumps(report, indent=2))
         console.print(f"full report: {json_out}")
 
 

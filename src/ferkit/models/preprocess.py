@@ -60,8 +60,8 @@ def resize_batch(images: np.ndarray, size: int, interpolation: str) -> np.ndarra
     return np.concatenate(parts, axis=2).reshape(size, size, n, c).transpose(2, 0, 1, 3)
 
 
-def prepare(images: np.ndarray, pp: Preprocessing) -> np.ndarray:
-    """(N,H,W,C) uint8 faces → (N, in_chans, S, S) float32 normalised network input."""
+def network_view(images: np.ndarray, pp: Preprocessing) -> np.ndarray:
+    """(N,H,W,C) uint8 → (N,S,S,C') uint8: what the network sees, before normalisation."""
     if images.ndim != 4 or images.shape[3] not in (1, 3):
         raise ValueError(f"expected (N, H, W, 1|3) uint8 images, got shape {images.shape}")
     x = match_channels(images, pp.data_channels)
@@ -70,8 +70,12 @@ def prepare(images: np.ndarray, pp: Preprocessing) -> np.ndarray:
     if resize_to != pp.input_size:
         top = (resize_to - pp.input_size) // 2
         x = x[:, top : top + pp.input_size, top : top + pp.input_size]
-    if pp.in_chans == 1:
-        x = match_channels(x, 1)
+    return match_channels(x, 1) if pp.in_chans == 1 else x
+
+
+def prepare(images: np.ndarray, pp: Preprocessing) -> np.ndarray:
+    """(N,H,W,C) uint8 faces → (N, in_chans, S, S) float32 normalised network input."""
+    x = network_view(images, pp)
     # Normalising a 1-channel batch against 3-channel mean/std broadcasts it to 3 channels in one pass.
     scale = np.float32(1.0 / 255.0)
     mean = np.asarray(pp.mean, np.float32)

@@ -18,12 +18,6 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def rng_state(aug_gen: torch.Generator) -> dict:
     state = {
         "python": random.getstate(),

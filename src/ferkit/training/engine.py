@@ -23,17 +23,12 @@ from tqdm.auto import tqdm
 
 from ferkit.data.weights import balanced_class_weights
 from ferkit.errors import FerkitError
+from ferkit.fileio import atomic_write_text
 from ferkit.models.factory import build_model, model_bundle, resolve_preprocessing
 from ferkit.models.predict import predict_proba
 from ferkit.runtime import keep_freed_memory
 from ferkit.training.augment import augment_batch
-from ferkit.training.checkpoint import (
-    atomic_save,
-    atomic_write_text,
-    rng_state,
-    seed_everything,
-    set_rng_state,
-)
+from ferkit.training.checkpoint import atomic_save, rng_state, seed_everything, set_rng_state
 from ferkit.training.config import StageSpec, TrainConfig, dump_config
 from ferkit.training.data import BatchSource, TrainData, prepare_data
 from ferkit.training.optim import apply_freezing, build_optimizer, build_scheduler, set_train_mode

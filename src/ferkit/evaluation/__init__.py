@@ -1,0 +1,1 @@
+"""Evaluation: metrics, plots, Grad-CAM, reports and model comparison (imports matplotlib)."""
