@@ -50,6 +50,7 @@ class FaceDataset:
     origin: str = ""
     layout: str = ""
     rows: np.ndarray | None = None  # which rows of `pixels` this (sub)set holds; None = all
+    cache_dir: Path | None = None  # the decoded cache this came from (derived results may be stored there)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -91,6 +92,7 @@ class FaceDataset:
             orig_sizes=self.orig_sizes[index],
             orig_modes=self.orig_modes[index],
             rows=rows,
+            cache_dir=None,
         )
 
     def split(self, name: str) -> FaceDataset:
@@ -146,7 +148,7 @@ def load_dataset(
         _build(src, tmp, image_size, color, strict, workers or os.cpu_count() or 1, progress)
         if not cache:
             ds = _read_cache(tmp)
-            return replace(ds, pixels=np.array(ds.pixels))
+            return replace(ds, pixels=np.array(ds.pixels), cache_dir=None)
         if final.exists():  # another process finished first: keep its copy
             shutil.rmtree(tmp)
         else:
@@ -179,6 +181,7 @@ def _read_cache(folder: Path) -> FaceDataset:
         ignored=[tuple(x) for x in meta["ignored"]],
         origin=meta["origin"],
         layout=meta["layout"],
+        cache_dir=folder,
     )
 
 

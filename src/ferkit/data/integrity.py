@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -83,9 +85,30 @@ def perceptual_hashes(ds: FaceDataset, batch: int = 4096) -> np.ndarray:
     return out
 
 
-def near_duplicates(ds: FaceDataset, threshold: int = 4, block: int = 256) -> list[DuplicateGroup]:
-    """Groups linked by perceptual-hash Hamming distance <= threshold (pairwise, blockwise)."""
-    hashes = perceptual_hashes(ds)
+def near_duplicates(ds: FaceDataset, threshold: int = 4) -> list[DuplicateGroup]:
+    """Groups linked by perceptual-hash Hamming distance <= threshold.
+
+    The component labels are stored beside the decoded cache (they depend only on its pixels), so a
+    second inspection of the same dataset skips the quadratic pair search.
+    """
+    stored = ds.cache_dir / f"near-phash-t{threshold}.npy" if ds.cache_dir is not None else None
+    if stored is not None and stored.is_file():
+        comp = np.load(stored)
+    else:
+        comp = _near_components(perceptual_hashes(ds), threshold)
+        if stored is not None:
+            with contextlib.suppress(OSError):  # a read-only cache only costs the speed-up
+                tmp = stored.with_name(f".{stored.name}.tmp.npy")
+                np.save(tmp, comp)
+                os.replace(tmp, stored)
+    counts = np.bincount(comp)
+    order = np.argsort(comp, kind="stable")
+    members = [m for m in np.split(order, np.cumsum(counts)[:-1]) if len(m) > 1]
+    return _groups(ds, members)
+
+
+def _near_components(hashes: np.ndarray, threshold: int, block: int = 256) -> np.ndarray:
+    """Connected-component label per item of the graph "Hamming distance <= threshold" (blockwise)."""
     rows, cols = [], []
     for start in range(0, len(hashes), block):
         part = hashes[start : start + block, None]
@@ -96,11 +119,7 @@ def near_duplicates(ds: FaceDataset, threshold: int = 4, block: int = 256) -> li
         cols.append(j[keep] + start)
     r, c = np.concatenate(rows), np.concatenate(cols)
     graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(len(hashes),) * 2)
-    _, comp = connected_components(graph, directed=False)
-    counts = np.bincount(comp)
-    order = np.argsort(comp, kind="stable")
-    members = [m for m in np.split(order, np.cumsum(counts)[:-1]) if len(m) > 1]
-    return _groups(ds, members)
+    return connected_components(graph, directed=False)[1]
 
 
 def analyse(ds: FaceDataset, near_threshold: int | None = 4) -> IntegrityReport:
