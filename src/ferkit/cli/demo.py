@@ -2,22 +2,55 @@
 
 from __future__ import annotations
 
-import tempfile
+import json
+from importlib import resources
 from pathlib import Path
+from typing import Annotated
 
-from rich.console import Console
+import typer
 
-from ferkit.cli.data import print_report
-from ferkit.data import analyse, dataset_report, load_dataset
-from ferkit.data.synthetic import make_synthetic_folders
+from ferkit.errors import FerkitError
+from ferkit.fileio import atomic_write_text
 
-console = Console()
+PHOTO = "astronaut.jpg"  # Eileen Collins, NASA (public domain), as shipped by scikit-image
 
 
-def demo() -> None:
-    """Build the built-in synthetic face sample and inspect it like a real dataset."""
-    with tempfile.TemporaryDirectory(prefix="ferkit-demo-") as tmp:
-        root = make_synthetic_folders(Path(tmp) / "faces", per_class=40, test_per_class=10)
-        console.print(f"[bold]ferkit demo[/bold]: synthetic face sample in {root}")
-        ds = load_dataset(root, cache=False)
-        print_report(dataset_report(ds, analyse(ds)))
+def _detector() -> str:
+    """YuNet when its model file can be found (option, $FERKIT_YUNET_MODEL, cache), else Haar (bundled)."""
+    from ferkit.inference.detect import find_yunet_model
+
+    try:
+        find_yunet_model(None)
+    except FerkitError:
+        return "haar"
+    return "yunet"
+
+
+def demo(
+    out: Annotated[Path, typer.Option("--out", help="Folder for the annotated photo and JSON.")] = Path(
+        "ferkit-demo"
+    ),
+) -> None:
+    """Recognise the expression in a bundled public-domain photo with the model shipped in the package."""
+    from ferkit.inference import Recognizer
+    from ferkit.inference.annotate import annotate, write_image
+    from ferkit.inference.recognizer import read_image
+
+    detector = _detector()
+    recognizer = Recognizer.default(detector=detector)
+    with resources.as_file(resources.files("ferkit") / "assets" / PHOTO) as photo:
+        image = read_image(photo)
+    result = recognizer.predict_images([image], sources=[PHOTO])[0]
+    size = f"{image.shape[1]}x{image.shape[0]}"
+    typer.echo(f"ferkit demo: shipped model, {detector} face detector, photo {PHOTO} ({size})")
+    if not result.faces:
+        typer.echo("no face found")
+    for i, face in enumerate(result.faces):
+        top3 = sorted(face.probabilities.items(), key=lambda kv: -kv[1])[:3]
+        ranked = ", ".join(f"{name} {p:.2f}" for name, p in top3)
+        typer.echo(f"face {i} at x={face.box[0]} y={face.box[1]} w={face.box[2]} h={face.box[3]}: "
+                   f"{face.label} ({face.score:.2f}); top 3: {ranked}")  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    write_image(out / "astronaut_annotated.jpg", annotate(image, result.faces))
+    atomic_write_text(out / "result.json", json.dumps(result.to_dict(), indent=2))
+    typer.echo(f"wrote {out / 'astronaut_annotated.jpg'} and {out / 'result.json'}")

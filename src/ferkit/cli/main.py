@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from ferkit.cli import data, demo, evaluate, train
+from ferkit.cli import data, demo, evaluate, export, predict, train, video
 from ferkit.errors import FerkitError
 
 app = typer.Typer(
@@ -18,6 +18,9 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.command("demo")(demo.demo)
 app.command("train")(train.train)
+app.command("predict")(predict.predict)
+app.command("video")(video.video)
+app.command("export")(export.export)
 app.command("evaluate")(evaluate.evaluate)
 app.command("explain")(evaluate.explain)
 app.command("compare")(evaluate.compare)

@@ -1,0 +1,25 @@
+"""`ferkit export`: a run directory → a self-describing ONNX file, checked against torch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+
+def export(
+    run: Annotated[Path, typer.Argument(help="Run directory (its best checkpoint) or a .pt checkpoint.")],
+    onnx_out: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
+    int8: Annotated[bool, typer.Option("--int8", help="Dynamically quantize the weights to int8.")] = False,
+    data: Annotated[
+        str | None, typer.Option("--data", help="Dataset to measure accuracy on (folder, CSV, archive).")
+    ] = None,
+    split: Annotated[str | None, typer.Option("--split", help="Split of --data, e.g. test.")] = None,
+    opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 18).")] = 18,
+) -> None:
+    """Export with a dynamic batch axis; print the max probability difference vs torch (and accuracy)."""
+    from ferkit.export import export_onnx
+
+    report = export_onnx(run, onnx_out, int8=int8, opset=opset, data=data, split=split)
+    typer.echo("\n".join(report.lines()))

@@ -1,0 +1,105 @@
+"""Classifier backends: the same model as torch (from a run) or onnxruntime (from an exported .onnx).
+
+Both take a preprocessed float32 NCHW batch and return softmax probabilities, and both carry the
+class names and preprocessing saved with the model, so callers never pass them separately.
+torch is imported only inside `TorchBackend`: the ONNX path runs without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from ferkit.errors import FerkitError
+from ferkit.models.preprocess import Preprocessing
+
+META_CLASSES = "ferkit.class_names"
+META_PREPROCESSING = "ferkit.preprocessing"
+
+
+class Backend(Protocol):
+    class_names: list[str]
+    preprocessing: Preprocessing
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        """(N, C, S, S) float32 → (N, classes) softmax probabilities."""
+        ...
+
+
+class TorchBackend:
+    """A trained ferkit model in PyTorch (eager, channels_last)."""
+
+    def __init__(self, model, class_names: list[str], preprocessing: Preprocessing, device: str = "cpu"):
+        import torch
+
+        try:
+            self.device = torch.device(device)
+        except RuntimeError as exc:
+            raise FerkitError(f"device {device!r}: {exc}") from None
+        if self.device.type == "cuda" and not torch.cuda.is_available():
+            raise FerkitError(f"device {device!r}: CUDA is not available here; use --device cpu")
+        if self.device.type == "cpu":
+            from ferkit.runtime import keep_freed_memory
+
+            keep_freed_memory()
+        self.model = model.to(self.device).to(memory_format=torch.channels_last).eval()
+        self.class_names = list(class_names)
+        self.preprocessing = preprocessing
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> TorchBackend:
+        """From a run directory (its best checkpoint) or a ``.pt`` checkpoint file."""
+        from ferkit.models.factory import load_checkpoint
+
+        model, class_names, pp = load_checkpoint(path)
+        return cls(model, class_names, pp, device)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        import torch
+
+        with torch.inference_mode():
+            x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
+            logits = self.model(x.contiguous(memory_format=torch.channels_last))
+            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+
+
+class OnnxBackend:
+    """A model exported by ``ferkit export``: class names and preprocessing live in its metadata."""
+
+    def __init__(self, session, class_names: list[str], preprocessing: Preprocessing):
+        self.session = session
+        self.input_name = session.get_inputs()[0].name
+        self.class_names = list(class_names)
+        self.preprocessing = preprocessing
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, threads: int | None = None) -> OnnxBackend:
+        import onnxruntime as ort
+
+        path = Path(path)
+        if not path.is_file():
+            raise FerkitError(f"{path}: ONNX model file not found")
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # onnxruntime raises its own exception types for bad files
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise FerkitError(f"{path}: not a readable ONNX model ({reason})") from None
+        meta = session.get_modelmeta().custom_metadata_map
+        if META_CLASSES not in meta or META_PREPROCESSING not in meta:
+            raise FerkitError(
+                f"{path}: not a ferkit model (no class names/preprocessing in its metadata); "
+                "create it with `ferkit export RUN_DIR --onnx FILE`"
+            )
+        pp = Preprocessing.from_dict(json.loads(meta[META_PREPROCESSING]))
+        return cls(session, json.loads(meta[META_CLASSES]), pp)
+
+    def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        feed = {self.input_name: np.ascontiguousarray(batch, np.float32)}
+        return self.session.run(None, feed)[0]

@@ -1,0 +1,374 @@
+"""The `Recognizer` façade: detect faces, classify all of them in batches, return typed results.
+
+Also the small I/O it needs: reading image files robustly and writing results atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import glob
+import io
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ferkit.errors import FerkitError
+from ferkit.inference.backends import Backend, OnnxBackend, TorchBackend
+from ferkit.inference.detect import Box, Detector, as_hwc, make_detector
+from ferkit.models.preprocess import Preprocessing, match_channels, prepare, resize_batch
+
+ASSETS = resources.files("ferkit") / "assets"
+DEFAULT_MODELS = ("default_model.onnx", "default_model.pt")  # in ASSETS, the first found wins
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif")
+
+
+@dataclass
+class FacePrediction:
+    """One classified face: ``box`` (x, y, w, h) in the original image, ``score`` the label's probability."""
+
+    box: Box
+    label: str
+    score: float
+    probabilities: dict[str, float]
+    detection_score: float | None = None
+
+    def to_dict(self) -> dict:
+        x, y, w, h = self.box
+        return {
+            "box": {"x": x, "y": y, "w": w, "h": h},
+            "label": self.label,
+            "score": self.score,
+            "probabilities": self.probabilities,
+            "detection_score": self.detection_score,
+        }
+
+
+@dataclass
+class ImageResult:
+    """The faces of one image (empty when none was found), or the reason it could not be read."""
+
+    source: str
+    faces: list[FacePrediction]
+    width: int = 0
+    height: int = 0
+    error: str | None = None
+    image: np.ndarray | None = field(default=None, repr=False, compare=False)  # only when asked for
+
+    def to_dict(self) -> dict:
+        return {
+            "source": self.source,
+            "width": self.width,
+            "height": self.height,
+            "error": self.error,
+            "faces": [f.to_dict() for f in self.faces],
+        }
+
+
+def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files, folders (recursive) and glob patterns → image paths, in order, without duplicates.
+
+    A file named explicitly is always used (if unreadable it becomes an error entry); files found
+    through a folder or a glob must have an image extension.
+    """
+    inputs = [str(i) for i in inputs]
+    found: list[Path] = []
+    for item in inputs:
+        pattern = os.path.expanduser(item)
+        path = Path(pattern)
+        if path.is_file():
+            found.append(path)
+            continue
+        if not path.is_dir() and not any(c in item for c in "*?["):
+            raise FerkitError(f"{item}: no such file or folder")
+        matches = [path] if path.is_dir() else [Path(m) for m in sorted(glob.glob(pattern, recursive=True))]
+        if not matches:
+            raise FerkitError(f"{item}: no file matches this pattern")
+        for m in matches:
+            if m.is_dir():
+                found += sorted(f for f in m.rglob("*") if _is_image_name(f))
+            elif _is_image_name(m):
+                found.append(m)
+    unique = list(dict.fromkeys(found))
+    if not unique:
+        raise FerkitError(f"no image files found in {', '.join(inputs)}")
+    return unique
+
+
+def _is_image_name(path: Path) -> bool:
+    """An image extension and not hidden (skips macOS '._x.jpg' resource forks and the like)."""
+    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """A file at full resolution as uint8 RGB (H, W, 3) or gray (H, W, 1), EXIF orientation applied.
+
+    Same decoding as the data layer (HEIC, 16-bit, alpha on white, palette, CMYK); any failure is a
+    FerkitError naming the file and the reason.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    from ferkit.data.decode import _register_heif, to_array  # lazy: the data package is heavy to import
+
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise FerkitError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if not data:
+        raise FerkitError(f"{path}: empty file (0 bytes)")
+    _register_heif()
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            im.seek(0)
+            im.load()
+            arr, _ = to_array(ImageOps.exif_transpose(im), "auto")
+    except UnidentifiedImageError:
+        raise FerkitError(f"{path}: not an image, or a format PIL/pillow-heif cannot read") from None
+    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+        raise FerkitError(f"{path}: corrupt or truncated image ({exc})") from None
+    return as_hwc(arr, str(path))
+
+
+@contextmanager
+def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary sibling to write to: it replaces ``path`` on success and is removed on failure,
+    so an interrupted run never leaves a half-written output. Keeps the suffix (writers need it)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    os.replace(tmp, path)
+
+
+def face_columns(class_names: Sequence[str]) -> list[str]:
+    """CSV columns of one face: index, box, one probability per class, label."""
+    return ["face", "x", "y", "w", "h", *class_names, "label"]
+
+
+def face_values(index: int, face: FacePrediction) -> list:
+    return [index, *face.box, *(f"{p:.6f}" for p in face.probabilities.values()), face.label]
+
+
+@contextmanager
+def csv_rows(path: str | os.PathLike, header: list[str]) -> Iterator[Any]:
+    """A streaming CSV writer (header written) whose file appears atomically when the block ends."""
+    with atomic_output(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(header)
+        yield writer
+
+
+@contextmanager
+def json_array(path: str | os.PathLike) -> Iterator[Callable[[dict], None]]:
+    """Stream items into a JSON array (memory stays flat on big folders); atomic like `csv_rows`."""
+    with atomic_output(path) as tmp, open(tmp, "w") as fh:
+        count = 0
+
+        def add(item: dict) -> None:
+            nonlocal count
+            fh.write(("[\n" if count == 0 else ",\n") + json.dumps(item))
+            count += 1
+
+        yield add
+        fh.write("\n]\n" if count else "[]\n")
+
+
+def image_csv_header(class_names: Sequence[str]) -> list[str]:
+    return ["image", *face_columns(class_names), "error"]
+
+
+def image_csv_rows(result: ImageResult, n_classes: int) -> list[list]:
+    """One row per face; an image without a face (empty ``face``) or unreadable (``error`` set) still
+    gets one row, so no input is silently missing from the table."""
+    if not result.faces:
+        return [[result.source, *[""] * (n_classes + 6), result.error or ""]]
+    return [[result.source, *face_values(i, f), ""] for i, f in enumerate(result.faces)]
+
+
+class Recognizer:
+    """Facial expression recognition on face crops, whole images, files.
+
+    ``Recognizer.from_run(run_dir)`` / ``from_onnx(file)`` / ``default()``; the detector is built on
+    first use, so ``predict_faces`` never needs a detector model file.
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        detector: Detector | str = "yunet",
+        yunet_model: str | os.PathLike | None = None,
+    ):
+        self.backend = backend
+        self._detector = detector if isinstance(detector, Detector) else None
+        self._detector_name = detector.name if isinstance(detector, Detector) else detector
+        self._yunet_model = yunet_model
+
+    @classmethod
+    def from_run(
+        cls,
+        path: str | os.PathLike,
+        detector: Detector | str = "yunet",
+        device: str = "cpu",
+        yunet_model: str | os.PathLike | None = None,
+    ) -> Recognizer:
+        """The torch model of a run directory (its best checkpoint) or of a ``.pt`` checkpoint."""
+        return cls(TorchBackend.from_checkpoint(path, device), detector, yunet_model)
+
+    @classmethod
+    def from_onnx(
+        cls,
+        path: str | os.PathLike,
+        detector: Detector | str = "yunet",
+        yunet_model: str | os.PathLike | None = None,
+    ) -> Recognizer:
+        """A model exported with ``ferkit export`` (onnxruntime; torch is not imported)."""
+        return cls(OnnxBackend.from_file(path), detector, yunet_model)
+
+    @classmethod
+    def from_path(
+        cls,
+        path: str | os.PathLike,
+        detector: Detector | str = "yunet",
+        device: str = "cpu",
+        yunet_model: str | os.PathLike | None = None,
+    ) -> Recognizer:
+        """``.onnx`` → `from_onnx`, anything else (run directory, ``.pt``) → `from_run`."""
+        if str(path).lower().endswith(".onnx"):
+            return cls.from_onnx(path, detector, yunet_model)
+        return cls.from_run(path, detector, device, yunet_model)
+
+    @classmethod
+    def default(
+        cls, detector: Detector | str = "yunet", yunet_model: str | os.PathLike | None = None
+    ) -> Recognizer:
+        """The model shipped inside the package, from ``ferkit/assets/``.
+
+        ``default_model.onnx`` (a ``ferkit export`` file: runs without torch) is preferred, else
+        ``default_model.pt`` (a checkpoint holding a model bundle: torch backend on the CPU).
+        Nothing is ever downloaded; an installation with neither file raises a FerkitError.
+        """
+        for name in DEFAULT_MODELS:
+            asset = ASSETS / name
+            if asset.is_file():
+                with resources.as_file(asset) as path:
+                    return cls.from_path(path, detector, "cpu", yunet_model)
+        raise FerkitError(
+            "no default model is shipped in this installation; use Recognizer.from_run(RUN_DIR) "
+            "or Recognizer.from_onnx(FILE) (CLI: --model RUN_DIR|FILE.onnx)"
+        )
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.backend.class_names
+
+    @property
+    def preprocessing(self) -> Preprocessing:
+        return self.backend.preprocessing
+
+    @property
+    def detector(self) -> Detector:
+        if self._detector is None:
+            self._detector = make_detector(self._detector_name, model_path=self._yunet_model)
+        return self._detector
+
+    def _batch(self, crops: Sequence[np.ndarray], offset: int) -> np.ndarray:
+        """Crops of any sizes → one network batch, each resized exactly as `prepare` resizes a batch
+        (so one-by-one and batched predictions agree)."""
+        pp = self.preprocessing
+        side = round(pp.input_size / pp.crop_pct)
+        same = [
+            resize_batch(match_channels(as_hwc(c, f"face crop {offset + i}")[None], pp.data_channels),
+                         side, pp.interpolation)
+            for i, c in enumerate(crops)
+        ]  # fmt: skip
+        return prepare(np.concatenate(same), pp)
+
+    def probabilities(self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, classes) probabilities for N face crops (uint8 RGB or gray, any sizes)."""
+        if batch_size < 1:
+            raise FerkitError(f"batch size must be >= 1, not {batch_size}")
+        if len(crops) == 0:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        parts = [
+            self.backend.probabilities(self._batch(crops[i : i + batch_size], i))
+            for i in range(0, len(crops), batch_size)
+        ]
+        return np.concatenate(parts)
+
+    def predict_faces(
+        self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64
+    ) -> list[FacePrediction]:
+        """Classify face crops (uint8 RGB or gray arrays of any sizes); boxes cover each whole crop."""
+        probs = self.probabilities(crops, batch_size)
+        return [
+            self._prediction(p, (0, 0, c.shape[1], c.shape[0]), None)
+            for p, c in zip(probs, crops, strict=True)
+        ]
+
+    def _prediction(self, probs: np.ndarray, box: Box, detection_score: float | None) -> FacePrediction:
+        best = int(np.argmax(probs))
+        return FacePrediction(
+            box=tuple(int(v) for v in box),  # type: ignore[arg-type]
+            label=self.class_names[best],
+            score=float(probs[best]),
+            probabilities={c: float(p) for c, p in zip(self.class_names, probs, strict=True)},
+            detection_score=detection_score,
+        )
+
+    def predict_images(
+        self, images: Sequence[np.ndarray], batch_size: int = 64, sources: Sequence[str] | None = None
+    ) -> list[ImageResult]:
+        """Detect faces in every image, then classify all faces of all images in one batched pass."""
+        names = list(sources) if sources is not None else [f"image {i}" for i in range(len(images))]
+        arrays = [as_hwc(im, name) for im, name in zip(images, names, strict=True)]
+        detections = self.detector.detect_many(arrays)
+        crops = [
+            c for im, dets in zip(arrays, detections, strict=True) for c in self.detector.crops(im, dets)
+        ]
+        probs = iter(self.probabilities(crops, batch_size))
+        return [
+            ImageResult(
+                name,
+                [self._prediction(next(probs), d.box, d.score) for d in dets],
+                width=im.shape[1],
+                height=im.shape[0],
+            )
+            for name, im, dets in zip(names, arrays, detections, strict=True)
+        ]
+
+    def predict_files(
+        self,
+        paths: Iterable[str | os.PathLike],
+        batch_size: int = 64,
+        images_per_chunk: int = 16,
+        keep_images: bool = False,
+    ) -> Iterator[ImageResult]:
+        """Results per file, in order, streamed chunk by chunk; an unreadable file gives a result with
+        ``error`` set instead of stopping the run. ``keep_images`` attaches the decoded pixels."""
+        paths = iter(paths)
+        while chunk := [str(p) for _, p in zip(range(images_per_chunk), paths, strict=False)]:
+            images: dict[int, np.ndarray] = {}
+            errors: dict[int, str] = {}
+            for i, p in enumerate(chunk):
+                try:
+                    images[i] = read_image(p)
+                except FerkitError as exc:
+                    errors[i] = str(exc)
+            done = iter(self.predict_images(list(images.values()), batch_size, [chunk[i] for i in images]))
+            for i, p in enumerate(chunk):
+                if i in errors:
+                    yield ImageResult(p, [], error=errors[i])
+                    continue
+                result = next(done)
+                result.image = images[i] if keep_images else None
+                yield result

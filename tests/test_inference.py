@@ -1,0 +1,417 @@
+"""Inference: detectors, the Recognizer on crops/images/files, torch vs ONNX, video streaming, the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import cv2
+import numpy as np
+import onnx
+import pytest
+from conftest import SHARED
+from typer.testing import CliRunner
+
+from ferkit.cli.main import app
+from ferkit.data.synthetic import CLASSES, draw_face
+from ferkit.errors import FerkitError
+from ferkit.export import export_onnx
+from ferkit.inference import Recognizer, make_detector
+from ferkit.inference.detect import YUNET_URL, square_crop
+from ferkit.inference.recognizer import expand_inputs
+from ferkit.inference.video import Timeline, process_video
+
+YUNET = next(iter(sorted((SHARED / "models").glob("face_detection_yunet*.onnx"))), None)
+needs_yunet = pytest.mark.skipif(YUNET is None, reason="../shared/models has no YuNet model")
+
+
+def astronaut() -> np.ndarray:
+    from skimage.data import astronaut
+
+    return astronaut()
+
+
+def write_video(path: Path, frames: int = 30, fps: float = 10.0) -> Path:
+    """A 320x240 clip of one synthetic face (upscaled 48 → 160 px) drifting over a flat background."""
+    rng = np.random.default_rng(0)
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (320, 240))
+    for i in range(frames):
+        frame = np.full((240, 320, 3), 90, np.uint8)
+        face = cv2.resize(draw_face(CLASSES[i % len(CLASSES)], rng), (160, 160))
+        frame[40:200, 60 + 2 * i : 220 + 2 * i] = face[..., None]
+        out.write(frame)
+    out.release()
+    return path
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def face_files(tiny_run: Path, n: int = 10) -> list[Path]:
+    """``n`` of the 40 test images of the tiny run's data, spread over the classes."""
+    return sorted((tiny_run.parent / "faces" / "test").rglob("*.png"))[:: 40 // n]
+
+
+@pytest.fixture(scope="module")
+def tiny_onnx(tiny_run, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("onnx") / "tiny.onnx"
+    export_onnx(tiny_run, out, samples=8)
+    return out
+
+
+@pytest.fixture
+def torch_rec(tiny_run) -> Recognizer:
+    return Recognizer.from_run(tiny_run, detector="none")
+
+
+# --- video ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("every", [1, 4])
+def test_video_csv_has_a_row_per_processed_frame_with_timestamps(torch_rec, tmp_path, every):
+    video = write_video(tmp_path / "clip.mp4", frames=30, fps=10.0)
+    summary = process_video(torch_rec, video, every=every, csv_path=tmp_path / "out.csv", progress=False)
+    rows = read_csv(tmp_path / "out.csv")
+    expected = list(range(0, 30, every))
+    assert (summary.frames_read, summary.frames_processed, summary.faces) == (
+        30,
+        len(expected),
+        len(expected),
+    )
+    assert list(rows[0]) == ["frame", "time_s", "face", "x", "y", "w", "h", *CLASSES, "label"]
+    assert [int(r["frame"]) for r in rows] == expected
+    assert [float(r["time_s"]) for r in rows] == pytest.approx([f / 10.0 for f in expected], abs=1e-3)
+    assert all(
+        r["face"] == "0" and (r["w"], r["h"]) == ("320", "240") and r["label"] in CLASSES for r in rows
+    )
+    probs = np.array([[float(r[c]) for c in CLASSES] for r in rows])
+    assert np.allclose(probs.sum(1), 1.0, atol=1e-4)
+
+
+def test_video_errors_name_the_file(torch_rec, tmp_path):
+    with pytest.raises(FerkitError, match=r"missing\.mp4: video file not found"):
+        process_video(torch_rec, tmp_path / "missing.mp4", progress=False)
+    (tmp_path / "notes.mp4").write_text("not a video")
+    with pytest.raises(FerkitError, match=r"notes\.mp4: (cannot open|no frame)"):
+        process_video(torch_rec, tmp_path / "notes.mp4", csv_path=tmp_path / "o.csv", progress=False)
+    assert not (tmp_path / "o.csv").exists() and not list(tmp_path.glob(".*tmp*"))
+    with pytest.raises(FerkitError, match="--every must be >= 1"):
+        process_video(torch_rec, write_video(tmp_path / "v.mp4", frames=2), every=0, progress=False)
+
+
+def test_timeline_memory_is_bounded_and_gaps_break_the_line():
+    tl = Timeline(n_classes=2, max_bins=64, width_s=0.1)
+    for i in range(5000):  # 500 s of faces at 10 per second...
+        tl.add(i / 10, np.array([0.25, 0.75]))
+    tl.add(900.0, np.array([1.0, 0.0]))  # ...then nothing until one face at 900 s
+    assert tl.sums.shape == (64, 2) and tl.width > 900 / 64
+    times, means = tl.series(gap_s=60.0)
+    assert np.isnan(times).sum() == 1 and times[-1] == pytest.approx(900.0)
+    assert np.allclose(means[:-2], [0.25, 0.75]) and np.allclose(means[-1], [1.0, 0.0])
+
+
+def test_webcam_refuses_without_display_before_opening_a_camera(torch_rec, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    monkeypatch.setattr(cv2, "VideoCapture", lambda *a: pytest.fail("camera opened"))
+    with pytest.raises(FerkitError, match="webcam mode needs a display"):
+        process_video(torch_rec, 0, show=True)
+    res = CliRunner().invoke(app, ["video", "--webcam", "0", "--detector", "none"])
+    assert isinstance(res.exception, FerkitError) and "needs a display" in str(res.exception)
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr("ferkit.inference.video.opencv_gui", lambda: False)  # as opencv-python-headless
+    with pytest.raises(FerkitError, match="OpenCV build with a GUI"):
+        process_video(torch_rec, 0, show=True)
+
+
+# --- torch vs ONNX, export -------------------------------------------------------------------------
+
+
+def test_onnx_and_torch_agree(tiny_run, tiny_onnx, torch_rec):
+    onnx_rec = Recognizer.from_onnx(tiny_onnx, detector="none")
+    assert onnx_rec.class_names == torch_rec.class_names == list(CLASSES)
+    assert onnx_rec.preprocessing == torch_rec.preprocessing
+    files = face_files(tiny_run, 40)
+    a = [f.faces[0] for f in torch_rec.predict_files(files)]
+    b = [f.faces[0] for f in onnx_rec.predict_files(files)]
+    assert [f.label for f in a] == [f.label for f in b]
+    pa = np.array([list(f.probabilities.values()) for f in a])
+    pb = np.array([list(f.probabilities.values()) for f in b])
+    assert np.abs(pa - pb).max() < 1e-4
+    assert len({f.label for f in a}) > 1  # a model that says one thing everywhere would prove little
+
+
+def test_onnx_errors(tmp_path):
+    with pytest.raises(FerkitError, match=r"nope\.onnx: ONNX model file not found"):
+        Recognizer.from_onnx(tmp_path / "nope.onnx")
+    (tmp_path / "junk.onnx").write_bytes(b"\x00garbage")
+    with pytest.raises(FerkitError, match=r"junk\.onnx: not a readable ONNX model"):
+        Recognizer.from_onnx(tmp_path / "junk.onnx")
+    x = onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [1])
+    y = onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [1])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Identity", ["x"], ["y"])], "g", [x], [y])
+    onnx.save(
+        onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 18)]), tmp_path / "o.onnx"
+    )
+    with pytest.raises(FerkitError, match=r"o\.onnx: not a ferkit model .*ferkit export"):
+        Recognizer.from_onnx(tmp_path / "o.onnx")
+
+
+def test_export_rejects_bad_arguments(tiny_run, tmp_path):
+    with pytest.raises(FerkitError, match="both --data and --split"):
+        export_onnx(tiny_run, tmp_path / "m.onnx", data=tiny_run.parent / "faces")
+    with pytest.raises(FerkitError, match=r"must end in \.onnx"):
+        export_onnx(tiny_run, tmp_path / "m.bin")
+    with pytest.raises(FerkitError, match="no checkpoint here"):
+        export_onnx(tmp_path, tmp_path / "m.onnx")
+
+
+def test_the_onnx_path_imports_no_torch(tiny_run, tiny_onnx):
+    script = textwrap.dedent(f"""
+        import sys
+        import numpy as np
+        from ferkit.inference import Recognizer
+        import ferkit.inference.video, ferkit.inference.annotate
+        rec = Recognizer.from_onnx({str(tiny_onnx)!r}, detector="none")
+        faces = rec.predict_faces([np.full((48, 48), 128, np.uint8), np.zeros((60, 50, 3), np.uint8)])
+        files = list(rec.predict_files([{str(face_files(tiny_run)[0])!r}]))
+        assert len(faces) == 2 and len(files[0].faces) == 1
+        heavy = [m for m in sys.modules if m.split(".")[0] in ("torch", "timm", "matplotlib")]
+        layers = [m for m in sys.modules if m.startswith(("ferkit.training", "ferkit.evaluation"))]
+        assert not heavy and not layers, (heavy[:5], layers)
+        print("ok")
+    """)
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+# --- Recognizer ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_batched_and_one_by_one_predictions_are_equal(tiny_run, tiny_onnx, backend):
+    rec = Recognizer.from_run(tiny_run) if backend == "torch" else Recognizer.from_onnx(tiny_onnx)
+    rng = np.random.default_rng(1)
+    crops = [cv2.resize(draw_face(CLASSES[i % 5], rng), (30 + 7 * i, 30 + 5 * i)) for i in range(12)]
+    crops += [
+        np.repeat(crops[0][..., None], 3, 2),
+        np.dstack([crops[1]] * 3 + [crops[1]]),
+        crops[2][..., None],
+    ]
+    batched = rec.predict_faces(crops, batch_size=64)
+    single = [rec.predict_faces([c], batch_size=1)[0] for c in crops]
+    small = rec.predict_faces(crops, batch_size=4)
+    assert [p.label for p in batched] == [p.label for p in single] == [p.label for p in small]
+    for a, b in zip(batched, single, strict=True):
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+    assert batched[12].probabilities == pytest.approx(batched[0].probabilities, abs=1e-5)  # gray == RGB gray
+    assert batched[0].box == (0, 0, 30, 30) and batched[3].box == (0, 0, 51, 45)
+
+
+def test_bad_crops_and_arguments_are_clear(torch_rec):
+    with pytest.raises(FerkitError, match="face crop 1: expected a uint8 image, got dtype float32"):
+        torch_rec.predict_faces([np.zeros((8, 8), np.uint8), np.zeros((8, 8), np.float32)])
+    with pytest.raises(FerkitError, match=r"image 0: expected an \(H, W\).*shape \(4, 4, 2\)"):
+        torch_rec.predict_images([np.zeros((4, 4, 2), np.uint8)])
+    with pytest.raises(FerkitError, match="batch size must be >= 1"):
+        torch_rec.predict_faces([np.zeros((8, 8), np.uint8)], batch_size=0)
+    assert torch_rec.predict_faces([]) == [] and torch_rec.predict_images([]) == []
+
+
+def test_default_model_prefers_onnx_then_pt_else_a_clear_error(tiny_run, tiny_onnx, tmp_path, monkeypatch):
+    monkeypatch.setattr("ferkit.inference.recognizer.ASSETS", tmp_path)
+    with pytest.raises(FerkitError, match="no default model is shipped in this installation"):
+        Recognizer.default()
+    (tmp_path / "default_model.pt").symlink_to(tiny_run / "checkpoints" / "best.pt")
+    assert type(Recognizer.default(detector="none").backend).__name__ == "TorchBackend"
+    (tmp_path / "default_model.onnx").symlink_to(tiny_onnx)
+    rec = Recognizer.default(detector="none")
+    assert type(rec.backend).__name__ == "OnnxBackend" and rec.class_names == list(CLASSES)
+
+
+def test_square_crops_are_padded_at_borders():
+    img = np.arange(20 * 30, dtype=np.uint8).reshape(20, 30, 1)
+    crop = square_crop(img, (0, 0, 10, 6), margin=0.2)  # side 12, centred on (5, 3): pads top and left
+    assert crop.shape == (12, 12, 1)
+    assert (crop[:3, 1:] == crop[3:4, 1:]).all() and (crop[3:, 0] == crop[3:, 1]).all()
+    assert (crop[3:, 1:] == img[:9, :11]).all()
+    inside = square_crop(img, (10, 5, 10, 10), margin=0.0)
+    assert (inside == img[5:15, 10:20]).all()
+
+
+@needs_yunet
+def test_yunet_finds_exactly_the_astronaut():
+    dets = make_detector("yunet", model_path=YUNET).detect(astronaut())
+    assert len(dets) == 1
+    x, y, w, h = dets[0].box
+    assert 190 < x + w / 2 < 250 and 80 < y + h / 2 < 150 and 60 < w < 140  # her face, roughly
+    assert dets[0].score is not None and dets[0].score > 0.8
+
+
+def test_haar_finds_the_astronaut():
+    dets = make_detector("haar").detect(astronaut())
+    assert len(dets) >= 1
+    x, y, w, h = dets[0].box  # largest first
+    assert 190 < x + w / 2 < 250 and 80 < y + h / 2 < 150
+
+
+@pytest.mark.parametrize("detector", ["haar", pytest.param("yunet", marks=needs_yunet)])
+def test_image_without_face_gives_empty_result(tiny_run, detector):
+    rec = Recognizer.from_run(tiny_run, detector=detector, yunet_model=YUNET)
+    flat, photo = np.full((240, 320, 3), 128, np.uint8), astronaut()
+    results = rec.predict_images([flat, photo, flat[..., 0]], sources=["flat", "photo", "gray"])
+    assert [len(r.faces) >= 1 for r in results] == [False, True, False]
+    assert results[0].error is None and (results[0].width, results[0].height) == (320, 240)
+    face = results[1].faces[0]
+    assert set(face.probabilities) == set(CLASSES) and face.score == max(face.probabilities.values())
+    assert json.loads(json.dumps(results[1].to_dict()))["faces"][0]["box"]["w"] == face.box[2]
+
+
+def test_unreadable_files_become_error_entries_and_the_run_goes_on(tiny_run, torch_rec, tmp_path):
+    good = face_files(tiny_run, 2)
+    (tmp_path / "empty.jpg").write_bytes(b"")
+    (tmp_path / "text.png").write_text("hello")
+    (tmp_path / "cut.png").write_bytes(good[0].read_bytes()[:60])
+    paths = [good[0], tmp_path / "empty.jpg", tmp_path / "text.png", tmp_path / "cut.png", good[1]]
+    results = list(torch_rec.predict_files(paths, images_per_chunk=2))
+    assert [r.source for r in results] == [str(p) for p in paths]
+    assert [len(r.faces) for r in results] == [1, 0, 0, 0, 1]
+    assert results[0].error is None and results[4].error is None
+    assert "empty.jpg: empty file" in results[1].error
+    assert "text.png: not an image" in results[2].error
+    assert "cut.png: corrupt or truncated" in results[3].error
+
+
+def test_expand_inputs_files_folders_globs(tmp_path):
+    (tmp_path / "a/b").mkdir(parents=True)
+    for name in ("a/1.png", "a/b/2.JPG", "a/notes.txt", "a/._3.jpg", "c.webp"):
+        (tmp_path / name).write_bytes(b"x")
+    assert expand_inputs([tmp_path / "a"]) == [tmp_path / "a/1.png", tmp_path / "a/b/2.JPG"]
+    assert expand_inputs([str(tmp_path / "*.webp"), tmp_path / "a/notes.txt", tmp_path / "c.webp"]) == [
+        tmp_path / "c.webp",
+        tmp_path / "a/notes.txt",
+    ]
+    with pytest.raises(FerkitError, match=r"nothing\.png: no such file or folder"):
+        expand_inputs([tmp_path / "nothing.png"])
+    with pytest.raises(FerkitError, match=r"\*\.gif: no file matches"):
+        expand_inputs([str(tmp_path / "*.gif")])
+
+
+# --- YuNet model discovery -------------------------------------------------------------------------
+
+
+def test_missing_yunet_model_says_how_to_pass_it(monkeypatch, tmp_path):
+    monkeypatch.delenv("FERKIT_YUNET_MODEL", raising=False)  # the cache dir is an empty temp dir (conftest)
+    with pytest.raises(FerkitError) as err:
+        make_detector("yunet")
+    message = str(err.value)
+    assert "\n" not in message
+    assert all(s in message for s in ("--yunet-model", "FERKIT_YUNET_MODEL", YUNET_URL, "--detector haar"))
+    with pytest.raises(FerkitError, match=r"nope\.onnx: YuNet face detector model not found"):
+        make_detector("yunet", model_path=tmp_path / "nope.onnx")
+    (tmp_path / "bad.onnx").write_text("not onnx")
+    with pytest.raises(FerkitError, match=r"bad\.onnx: not a usable YuNet ONNX model"):
+        make_detector("yunet", model_path=tmp_path / "bad.onnx")
+    with pytest.raises(FerkitError, match="unknown face detector 'mtcnn'"):
+        make_detector("mtcnn")
+
+
+@needs_yunet
+def test_yunet_model_from_env_and_cache_dir(monkeypatch, tmp_path):
+    monkeypatch.setenv("FERKIT_YUNET_MODEL", str(YUNET))
+    assert make_detector("yunet").model_path == YUNET
+    monkeypatch.delenv("FERKIT_YUNET_MODEL")
+    monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path))
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "face_detection_yunet_test.onnx").symlink_to(YUNET)  # a link, not a copy
+    assert make_detector("yunet").model_path.name == "face_detection_yunet_test.onnx"
+
+
+# --- CLI -------------------------------------------------------------------------------------------
+
+
+def test_cli_predict_writes_json_csv_and_annotated_copies(tiny_run, tmp_path):
+    files = face_files(tiny_run, 4)
+    (tmp_path / "broken.jpg").write_text("no")
+    outputs = [
+        "--json",
+        str(tmp_path / "r.json"),
+        "--csv",
+        str(tmp_path / "r.csv"),
+        "--annotate",
+        str(tmp_path / "ann"),
+    ]
+    args = ["predict", str(files[0]), str(files[1].parent / "*.png"), str(tmp_path / "broken.jpg"),
+            "--model", str(tiny_run), "--detector", "none", *outputs, "--batch-size", "3"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert files[0].parent != files[1].parent
+    results = json.loads((tmp_path / "r.json").read_text())
+    assert len(results) == 1 + len(list(files[1].parent.glob("*.png"))) + 1
+    assert [r["source"] for r in results][:2] == [
+        str(files[0]),
+        str(sorted(files[1].parent.glob("*.png"))[0]),
+    ]
+    assert results[-1]["error"] and "broken.jpg" in results[-1]["error"]
+    rows = read_csv(tmp_path / "r.csv")
+    assert len(rows) == len(results) and list(rows[0])[:6] == ["image", "face", "x", "y", "w", "h"]
+    assert rows[-1]["label"] == "" and "broken.jpg" in rows[-1]["error"]
+    written = sorted((tmp_path / "ann").iterdir())
+    assert len(written) == len(results) - 1 and cv2.imread(str(written[0])).shape == (48, 48, 3)
+    assert "unreadable" in res.output and "error:" in res.output
+    assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_cli_predict_errors(tiny_run, tmp_path, monkeypatch):
+    res = CliRunner().invoke(app, ["predict", str(tmp_path / "missing.jpg"), "--model", str(tiny_run)])
+    assert isinstance(res.exception, FerkitError) and "missing.jpg: no such file or folder" in str(
+        res.exception
+    )
+    one = str(face_files(tiny_run)[0])
+    monkeypatch.setattr("ferkit.inference.recognizer.ASSETS", tmp_path)  # as if none were shipped
+    res = CliRunner().invoke(app, ["predict", one])
+    assert "no default model is shipped" in str(res.exception)
+    res = CliRunner().invoke(app, ["predict", one, "--model", str(tiny_run), "--detector", "dlib"])
+    assert "unknown face detector 'dlib'" in str(res.exception)
+
+
+def test_cli_video_writes_csv_plot_and_annotated_video(tiny_run, tmp_path):
+    video = write_video(tmp_path / "clip.mp4", frames=12, fps=6.0)
+    args = ["video", str(video), "--model", str(tiny_run), "--detector", "none", "--every", "3",
+            "--csv", str(tmp_path / "v.csv"), "--plot", str(tmp_path / "v.png"),
+            "--annotate", str(tmp_path / "v.mp4")]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "read 12 frames, processed 4 (every 3), 4 faces" in res.output
+    assert [r["time_s"] for r in read_csv(tmp_path / "v.csv")] == ["0.000", "0.500", "1.000", "1.500"]
+    assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    cap = cv2.VideoCapture(str(tmp_path / "v.mp4"))
+    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(2.0)
+    ok, frame = cap.read()
+    assert ok and frame.shape == (240, 320, 3)
+    res = CliRunner().invoke(app, ["video", "--model", str(tiny_run)])
+    assert "either a video file or --webcam" in str(res.exception)
+
+
+def test_cli_export_int8_reports_difference_and_accuracy(tiny_run, tmp_path):
+    out = tmp_path / "m" / "int8.onnx"
+    args = ["export", str(tiny_run), "--onnx", str(out), "--int8", "--data", str(tiny_run.parent / "faces"),
+            "--split", "test"]  # fmt: skip
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    assert "max |p_onnx - p_torch| over 64 sample faces: fp32" in res.output and ", int8 " in res.output
+    assert (
+        "accuracy on split 'test' (40 images): torch" in res.output and "int8 accuracy change" in res.output
+    )
+    assert sorted(p.name for p in out.parent.iterdir()) == ["int8.onnx"]  # no temporary files left
+    graph = onnx.load(str(out)).graph
+    assert any(n.op_type in ("ConvInteger", "MatMulInteger", "DynamicQuantizeLinear") for n in graph.node)
+    rec = Recognizer.from_onnx(out, detector="none")
+    assert rec.class_names == list(CLASSES)
+    assert len(rec.predict_faces([np.zeros((48, 48), np.uint8)] * 70)) == 70  # dynamic batch axis
