@@ -42,7 +42,14 @@ def evaluated(tiny_run, tmp_path_factory):
 
 def test_every_artefact_is_written(evaluated):
     _, out, _ = evaluated
-    for name in ["metrics.json", "classification_report.txt", "predictions.csv", "report.html", "report.md", *PLOTS]:
+    for name in [
+        "metrics.json",
+        "classification_report.txt",
+        "predictions.csv",
+        "report.html",
+        "report.md",
+        *PLOTS,
+    ]:
         assert (out / name).is_file(), name
     for name in PLOTS:
         assert_real_png(out / name)
@@ -124,10 +131,17 @@ def test_compare_table_and_charts(tiny_run, tmp_path):
     assert [r["run"] for r in rows] == [tiny_run.name, "copy"]
     assert rows[0]["accuracy"] == rows[1]["accuracy"]
     for r in rows:
-        assert r["params_m"] > 0 and r["gflops"] > 0 and r["ms_per_image_b1"] > 0 and r["ms_per_image_b64"] > 0
+        assert (
+            r["params_m"] > 0 and r["gflops"] > 0 and r["ms_per_image_b1"] > 0 and r["ms_per_image_b64"] > 0
+        )
     saved = json.loads((tmp_path / "cmp/compare.json").read_text())
     assert saved == rows
-    for name in ("compare_accuracy.png", "compare_macro_f1.png", "compare_confusion.png", "compare_learning_curves.png"):
+    for name in (
+        "compare_accuracy.png",
+        "compare_macro_f1.png",
+        "compare_confusion.png",
+        "compare_learning_curves.png",
+    ):
         assert_real_png(tmp_path / "cmp" / name)
     assert (tmp_path / "cmp/compare.html").read_text().count("data:image/png;base64,") == 4
 
