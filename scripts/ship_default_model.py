@@ -5,7 +5,9 @@
 
 Evaluates the run's best checkpoint on the given split with and without flip TTA (through the
 shipped fp16 weights, so the card describes exactly what users get) and writes
-src/ferkit/assets/default_model.pt and src/ferkit/assets/MODEL_CARD.md.
+src/ferkit/assets/default_model.pt (fp16, for torch users, Grad-CAM and fine-tuning),
+src/ferkit/assets/default_model.onnx (what `Recognizer.default()` loads: no torch needed) and
+src/ferkit/assets/MODEL_CARD.md.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from pathlib import Path
 import torch
 
 from ferkit.evaluation.evaluate import evaluate
+from ferkit.export.onnx import ExportReport, export_onnx
 from ferkit.fileio import atomic_write_text
 from ferkit.training.checkpoint import atomic_save
 
@@ -46,7 +49,7 @@ def shipped_run_dir(run: Path, bundle: dict, where: Path) -> Path:
     return where
 
 
-def card(run: Path, bundle: dict, results: dict[str, dict], size_mb: float) -> str:
+def card(run: Path, bundle: dict, results: dict[str, dict], size_mb: float, onnx: ExportReport) -> str:
     m0, m1 = results["none"], results["flip"]
     names = m0["labels"]
     per_class = "\n".join(
@@ -57,6 +60,7 @@ def card(run: Path, bundle: dict, results: dict[str, dict], size_mb: float) -> s
     cm = "\n".join(f"| {c} | " + " | ".join(str(v) for v in row) + " |"
                    for c, row in zip(names, m1["confusion_matrix"], strict=True))  # fmt: skip
     pp = bundle["preprocessing"]
+    acc = onnx.accuracy or {}
     data = json.loads((run / "data.json").read_text())
     sel = bundle["source"]["selection"]
     return f"""# ferkit default model — model card
@@ -75,6 +79,12 @@ on PublicTest, the split used for selection, and is therefore optimistic** by th
 selection bias.
 
 **Recipe**: `configs/fer2013_cpu_lite0.yaml` — trained on a 2-core CPU without GPU.
+
+**Files**: `default_model.onnx` ({onnx.path.stat().st_size / 1e6:.1f} MB, fp32, loaded by
+`Recognizer.default()` and `ferkit demo`; max |p_onnx − p_torch| {onnx.max_diff_fp32:.1e} on
+{onnx.samples} sample faces; accuracy on {onnx.split} {onnx.split_size} images: torch
+{acc["torch"]:.4f}, ONNX {acc["onnx_fp32"]:.4f})
+and `default_model.pt` (the same weights in fp16 for torch: `ferkit.models.factory.load_checkpoint`).
 
 ## Metrics on FER2013 PublicTest (n = {m0["n"]})
 
@@ -120,6 +130,8 @@ def main() -> None:
     args.assets.mkdir(exist_ok=True)
     target = args.assets / "default_model.pt"
     atomic_save({"model": bundle}, target)
+    onnx = export_onnx(target, args.assets / "default_model.onnx", data=args.data, split=args.split)
+    print("\n".join(onnx.lines()))
     with tempfile.TemporaryDirectory() as tmp:
         shipped = shipped_run_dir(args.run, bundle, Path(tmp) / args.run.name)
         results = {
@@ -127,7 +139,7 @@ def main() -> None:
             for tta in ("none", "flip")
         }
     atomic_write_text(
-        args.assets / "MODEL_CARD.md", card(args.run, bundle, results, target.stat().st_size / 1e6)
+        args.assets / "MODEL_CARD.md", card(args.run, bundle, results, target.stat().st_size / 1e6, onnx)
     )
     for tta, m in results.items():
         print(
