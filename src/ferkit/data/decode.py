@@ -78,8 +78,8 @@ def resize_square(arr: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def decode_bytes(data: bytes, size: int, color: Color) -> Decoded:
-    """Decode, apply EXIF orientation, convert mode, hash, and resize one image."""
+def decode_full(data: bytes, color: Color) -> Decoded:
+    """Decode at full resolution with EXIF orientation applied: HxW (gray) or HxWx3 uint8."""
     if not data:
         return Decoded(None, "empty file (0 bytes)")
     _register_heif()
@@ -88,19 +88,27 @@ def decode_bytes(data: bytes, size: int, color: Color) -> Decoded:
             im.seek(0)  # first frame of animated GIF/WebP/TIFF
             im.load()
             width, height, mode = im.width, im.height, im.mode
-            im = ImageOps.exif_transpose(im)
-            arr, is_gray = to_array(im, color)
+            arr, is_gray = to_array(ImageOps.exif_transpose(im), color)
     except UnidentifiedImageError:
         return Decoded(None, "not an image, or a format PIL/pillow-heif cannot read")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
         return Decoded(None, f"corrupt or truncated image: {exc}")
+    return Decoded(arr, None, width, height, mode, b"", is_gray)
+
+
+def decode_bytes(data: bytes, size: int, color: Color) -> Decoded:
+    """Decode, apply EXIF orientation, convert mode, hash, and resize one image."""
+    full = decode_full(data, color)
+    if full.pixels is None:
+        return full
+    arr = full.pixels
     if color == "auto" and arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     digest = hashlib.blake2b(arr.tobytes() + str(arr.shape).encode(), digest_size=16).digest()
     pixels = resize_square(arr, size)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
-    return Decoded(pixels, None, width, height, mode, digest, is_gray)
+    return Decoded(pixels, None, full.width, full.height, full.mode, digest, full.is_gray)
 
 
 def decode_chunk(chunk: list[bytes], size: int, color: Color) -> list[Decoded]:

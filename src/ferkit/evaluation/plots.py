@@ -4,7 +4,6 @@ reliability diagrams, image galleries and model-comparison charts."""
 from __future__ import annotations
 
 import csv
-import os
 from itertools import pairwise
 from pathlib import Path
 
@@ -14,17 +13,19 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
+from ferkit.fileio import atomic_output
+
 DPI = 110
 
 
 def _save(fig, path: Path) -> Path:
     """Write atomically, then close the figure (figures are large; never keep them around)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=DPI, bbox_inches="tight", facecolor="white")
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        with atomic_output(path) as tmp:
+            fig.savefig(tmp, dpi=DPI, bbox_inches="tight", facecolor="white")
+    finally:
+        plt.close(fig)
+    return Path(path)
 
 
 def _matrix(ax, cm: np.ndarray, names: list[str], normalize: bool, title: str) -> None:

@@ -10,8 +10,9 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.fileio import atomic_output
 from ferkit.inference.detect import as_hwc, to_bgr
-from ferkit.inference.recognizer import FacePrediction, atomic_output
+from ferkit.inference.recognizer import FacePrediction
 
 WRITABLE = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 

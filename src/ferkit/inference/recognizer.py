@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import csv
 import glob
-import io
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.fileio import atomic_output
 from ferkit.inference.backends import Backend, OnnxBackend, TorchBackend
 from ferkit.inference.detect import Box, Detector, as_hwc, make_detector
 from ferkit.models.preprocess import Preprocessing, match_channels, prepare, resize_batch
@@ -112,42 +112,16 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Same decoding as the data layer (HEIC, 16-bit, alpha on white, palette, CMYK); any failure is a
     FerkitError naming the file and the reason.
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    from ferkit.data.decode import _register_heif, to_array  # lazy: the data package is heavy to import
+    from ferkit.data.decode import decode_full  # lazy: keeps `import ferkit.inference` light
 
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise FerkitError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    if not data:
-        raise FerkitError(f"{path}: empty file (0 bytes)")
-    _register_heif()
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            im.seek(0)
-            im.load()
-            arr, _ = to_array(ImageOps.exif_transpose(im), "auto")
-    except UnidentifiedImageError:
-        raise FerkitError(f"{path}: not an image, or a format PIL/pillow-heif cannot read") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise FerkitError(f"{path}: corrupt or truncated image ({exc})") from None
-    return as_hwc(arr, str(path))
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary sibling to write to: it replaces ``path`` on success and is removed on failure,
-    so an interrupted run never leaves a half-written output. Keeps the suffix (writers need it)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    try:
-        yield tmp
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    os.replace(tmp, path)
+    decoded = decode_full(data, "auto")
+    if decoded.pixels is None:
+        raise FerkitError(f"{path}: {decoded.reason}")
+    return as_hwc(decoded.pixels, str(path))
 
 
 def face_columns(class_names: Sequence[str]) -> list[str]:

@@ -20,11 +20,11 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from ferkit.errors import FerkitError
+from ferkit.fileio import atomic_output
 from ferkit.inference.annotate import annotate
 from ferkit.inference.recognizer import (
     FacePrediction,
     Recognizer,
-    atomic_output,
     csv_rows,
     face_columns,
     face_values,
