@@ -17,8 +17,6 @@ CSV) on a generated 640x480 clip with one real face (scikit-image's astronaut, p
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import statistics
 import sys
@@ -29,6 +27,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from machine_info import load_average, machine  # benchmarks/ is on sys.path when run as a script
 
 from ferkit.errors import FerkitError
 from ferkit.export import export_onnx
@@ -37,19 +36,6 @@ from ferkit.inference import Recognizer, make_detector
 from ferkit.inference.backends import OnnxBackend, TorchBackend
 from ferkit.inference.recognizer import ASSETS
 from ferkit.inference.video import process_video
-
-
-def machine() -> str:
-    model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor() or "unknown CPU",
-    )  # fmt: skip
-    return f"{model}, {os.cpu_count()} logical CPUs"
-
-
-def load_average() -> str:
-    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def time_faces(backend, x: np.ndarray, batch: int) -> float:

@@ -17,7 +17,6 @@ import argparse
 import csv
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
+from machine_info import load_average, machine  # benchmarks/ is on sys.path when run as a script
 from sklearn.metrics import accuracy_score, f1_score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -178,18 +178,13 @@ def ratios(rows: list[dict]) -> list[str]:
 def header(args: argparse.Namespace, n: int, fer: dict) -> str:
     import torch
 
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor(),
-    )  # fmt: skip
     versions = f"fer {fer['fer']}, tensorflow {fer['tensorflow']}, " if "error" not in fer else ""
     return (
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {cpu}, {os.cpu_count()} logical CPUs; "
+        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; "
         f"{versions}torch {torch.__version__}; {n} faces ({args.data} {args.split}/); "
         f"model {run_status(args.run)}; {args.repeats} timed pass(es) per tool after a warm-up, "
         f"median used; fer ran first (its own venv), then ferkit, never concurrently; "
-        f"load average (1/5/15 min) at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}."
+        f"load average (1/5/15 min) at the end {load_average()}."
     )
 
 
@@ -218,7 +213,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average (1/5/15 min) before: {load_average()}")
     ds = load_faces(args.data, args.split, args.limit)
     images = np.ascontiguousarray(ds.images)
     args.out.mkdir(parents=True, exist_ok=True)

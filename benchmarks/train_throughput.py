@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -36,6 +34,8 @@ import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
+
+from machine_info import load_average, machine  # benchmarks/ is on sys.path when run as a script
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013-dev.tar.gz"
@@ -297,15 +297,6 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    model = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")),
-        platform.processor() or "unknown CPU",
-    )  # fmt: skip
-    return f"{model}, {os.cpu_count()} logical CPUs"
-
-
 def settings(args: argparse.Namespace) -> str:
     import torch
     import torchvision
@@ -318,7 +309,7 @@ def settings(args: argparse.Namespace) -> str:
         f"{args.warmup} warm-up + {args.steps} timed steps per measurement, {args.rounds} round(s), "
         f"each measurement in a fresh process, run one after another; "
         f"data {args.data} train split{f', subset {args.subset}' if args.subset else ''}; "
-        f"load average (1/5/15 min) at the end {' '.join(f'{x:.2f}' for x in os.getloadavg())}."
+        f"load average (1/5/15 min) at the end {load_average()}."
     )
 
 
@@ -383,7 +374,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.child:
         child(json.loads(args.child))
         return
-    print(f"load average (1/5/15 min) before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    print(f"load average (1/5/15 min) before: {load_average()}")
     results = run_all(args)
     rows = summarise(results, args.pipelines, args.sizes)
     print(f"\nSettings: {settings(args)}\n\n{markdown(rows)}\n\n" + "\n".join(ratio_lines(rows, args.sizes)))
