@@ -153,8 +153,8 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="ferkit-bench-") as tmp:
         model = snapshot(resolve_model(args.run), Path(tmp))
         fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        for out, q in ((fp32, False), (int8, True)):
-            print("\n".join(export_onnx(model, out, int8=q).lines()), flush=True)
+        for out, weights in ((fp32, "fp32"), (int8, "int8")):
+            print("\n".join(export_onnx(model, out, weights=weights).lines()), flush=True)
         backends = {
             "torch eager": TorchBackend.from_checkpoint(model),
             "onnx fp32": OnnxBackend.from_file(fp32, threads=args.threads),

@@ -147,6 +147,27 @@ def test_onnx_and_torch_agree(tiny_run, tiny_onnx, torch_rec):
     assert len({f.label for f in a}) > 1  # a model that says one thing everywhere would prove little
 
 
+def test_fp16_export_halves_the_file_and_keeps_the_predictions(tiny_run, tiny_onnx, tmp_path):
+    out = tmp_path / "half.onnx"
+    report = export_onnx(tiny_run, out, weights="fp16", samples=8)
+    assert report.weights == "fp16" and 0 < report.max_diff_stored < 1e-2
+    weights = {g: [onnx.numpy_helper.to_array(i) for i in onnx.load(str(f)).graph.initializer if i.dims]
+               for g, f in (("full", tiny_onnx), ("half", out))}  # fmt: skip
+    assert {w.dtype.name for w in weights["half"]} - {"int64"} == {"float16"}
+    float_bytes = {g: sum(w.nbytes for w in ws if w.dtype.kind == "f") for g, ws in weights.items()}
+    assert float_bytes["half"] * 2 == float_bytes["full"] > 0
+    assert out.stat().st_size < 0.7 * tiny_onnx.stat().st_size  # tiny model: graph text is a bigger share
+    full, half = Recognizer.from_onnx(tiny_onnx, detector="none"), Recognizer.from_onnx(out, detector="none")
+    assert half.preprocessing == full.preprocessing and half.class_names == full.class_names
+    files = face_files(tiny_run, 40)
+    pa = np.array([list(r.faces[0].probabilities.values()) for r in full.predict_files(files)])
+    pb = np.array([list(r.faces[0].probabilities.values()) for r in half.predict_files(files)])
+    diff = np.abs(pa - pb).max()
+    assert 0 < diff < 1e-2  # rounded weights: close, not bit-identical
+    with pytest.raises(FerkitError, match="weights must be one of fp32, fp16, int8, not 'fp8'"):
+        export_onnx(tiny_run, tmp_path / "x.onnx", weights="fp8")
+
+
 def test_onnx_errors(tmp_path):
     with pytest.raises(FerkitError, match=r"nope\.onnx: ONNX model file not found"):
         Recognizer.from_onnx(tmp_path / "nope.onnx")

@@ -12,6 +12,9 @@ def export(
     run: Annotated[Path, typer.Argument(help="Run directory (its best checkpoint) or a .pt checkpoint.")],
     onnx_out: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
     int8: Annotated[bool, typer.Option("--int8", help="Dynamically quantize the weights to int8.")] = False,
+    fp16: Annotated[
+        bool, typer.Option("--fp16", help="Store the weights as fp16 (half the file; computed in fp32).")
+    ] = False,
     data: Annotated[
         str | None, typer.Option("--data", help="Dataset to measure accuracy on (folder, CSV, archive).")
     ] = None,
@@ -19,7 +22,11 @@ def export(
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 18).")] = 18,
 ) -> None:
     """Export with a dynamic batch axis; print the max probability difference vs torch (and accuracy)."""
+    from ferkit.errors import FerkitError
     from ferkit.export import export_onnx
 
-    report = export_onnx(run, onnx_out, int8=int8, opset=opset, data=data, split=split)
+    if int8 and fp16:
+        raise FerkitError("choose one of --int8 and --fp16")
+    weights = "int8" if int8 else "fp16" if fp16 else "fp32"
+    report = export_onnx(run, onnx_out, weights=weights, opset=opset, data=data, split=split)
     typer.echo("\n".join(report.lines()))

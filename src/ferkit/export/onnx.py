@@ -1,9 +1,9 @@
-"""Export a trained run to ONNX (optionally int8), self-describing and checked against torch.
+"""Export a trained run to ONNX (fp32, fp16-stored or int8 weights), self-describing, checked against torch.
 
 The class names and preprocessing are embedded in the file's ``metadata_props``, so
 ``Recognizer.from_onnx(file)`` needs nothing else. After export the file is run with onnxruntime
-on sample inputs and compared with the torch model; with ``int8`` the weights are dynamically
-quantized and, given a data split, the accuracy of both versions on it is reported.
+on sample inputs and compared with the torch model; fp16 storage halves the file, int8 dynamically
+quantizes the weights, and, given a data split, the accuracy of both versions on it is reported.
 """
 
 from __future__ import annotations
@@ -32,10 +32,10 @@ class ExportReport:
     """What was written and how closely it matches the torch model."""
 
     path: Path
-    int8: bool
+    weights: str  # "fp32" | "fp16" (stored as fp16, computed in fp32) | "int8"
     samples: int  # sample inputs used for the comparison
     max_diff_fp32: float  # max |p_onnx - p_torch| over all samples and classes
-    max_diff_int8: float | None = None
+    max_diff_stored: float | None = None  # of the fp16/int8 file, when one was asked for
     split: str | None = None
     split_size: int = 0
     accuracy: dict[str, float] | None = None  # {"torch", "onnx_fp32"[, "onnx_int8"]} on the split
@@ -44,16 +44,17 @@ class ExportReport:
         """Human-readable summary (the CLI prints these)."""
         size_mb = self.path.stat().st_size / 1e6
         out = [
-            f"wrote {self.path} ({'int8' if self.int8 else 'fp32'}, {size_mb:.1f} MB)",
+            f"wrote {self.path} ({self.weights} weights, {size_mb:.1f} MB)",
             f"max |p_onnx - p_torch| over {self.samples} sample faces: fp32 {self.max_diff_fp32:.2e}"
-            + (f", int8 {self.max_diff_int8:.2e}" if self.max_diff_int8 is not None else ""),
+            + (f", {self.weights} {self.max_diff_stored:.2e}" if self.max_diff_stored is not None else ""),
         ]
         if self.accuracy:
             acc = ", ".join(f"{k} {v:.4f}" for k, v in self.accuracy.items())
             out.append(f"accuracy on split {self.split!r} ({self.split_size} images): {acc}")
-            if "onnx_int8" in self.accuracy:
-                change = 100 * (self.accuracy["onnx_int8"] - self.accuracy["onnx_fp32"])
-                out.append(f"int8 accuracy change vs fp32: {change:+.2f} points")
+            stored = f"onnx_{self.weights}"
+            if stored in self.accuracy and stored != "onnx_fp32":
+                change = 100 * (self.accuracy[stored] - self.accuracy["onnx_fp32"])
+                out.append(f"{self.weights} accuracy change vs fp32: {change:+.2f} points")
         return out
 
 
@@ -141,6 +142,30 @@ def _quantize(src: Path, dst: Path) -> None:
         quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8, nodes_to_exclude=keep)
 
 
+def _store_fp16(src: Path, dst: Path) -> None:
+    """Every float32 weight stored as float16 and cast back when the session is created.
+
+    Half the file size; onnxruntime folds the Casts into constants at load time, so inference runs
+    the same float32 graph at the same speed, only with weights rounded to fp16 (which trained
+    networks tolerate: the difference in probabilities is printed after export).
+    """
+    model = onnx.load(str(src))
+    graph = model.graph
+    casts = []
+    for init in graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT:
+            continue
+        name, half = init.name, onnx.numpy_helper.to_array(init).astype(np.float16)
+        init.CopyFrom(onnx.numpy_helper.from_array(half, f"{name}.fp16"))
+        cast = onnx.helper.make_node("Cast", [f"{name}.fp16"], [name], to=onnx.TensorProto.FLOAT)
+        casts.append(cast)
+    nodes = casts + list(graph.node)  # casts first: the graph stays topologically sorted
+    del graph.node[:]
+    graph.node.extend(nodes)
+    onnx.checker.check_model(model)
+    onnx.save(model, str(dst))
+
+
 def _split_accuracy(backends: dict, data: str | os.PathLike, split: str, class_names: list[str]) -> tuple:
     """Accuracy of each backend on one split of a dataset (labels matched to the model by class name)."""
     from ferkit.data import load_dataset
@@ -160,20 +185,27 @@ def _split_accuracy(backends: dict, data: str | os.PathLike, split: str, class_n
     return {k: v / max(len(ds), 1) for k, v in correct.items()}, len(ds)
 
 
+STORAGE = {"fp32": None, "fp16": _store_fp16, "int8": _quantize}  # weight storage → converter
+
+
 def export_onnx(
     run: str | os.PathLike,
     out: str | os.PathLike,
-    int8: bool = False,
+    weights: str = "fp32",
     opset: int = DEFAULT_OPSET,
     data: str | os.PathLike | None = None,
     split: str | None = None,
     samples: int = 64,
 ) -> ExportReport:
-    """Export ``run`` (run directory or .pt) to ``out``; int8 writes the quantized model there.
+    """Export ``run`` (run directory or .pt) to ``out`` with ``weights`` "fp32", "fp16" (stored as
+    fp16, computed in fp32: half the size) or "int8" (dynamically quantized).
 
-    With ``data`` and ``split`` the accuracy of torch, ONNX fp32 (and int8) on that split is
-    measured. The output appears atomically, only after every check has passed.
+    The fp32 graph is always built and compared with torch; with ``data`` and ``split`` the
+    accuracy of torch, ONNX fp32 (and the fp16/int8 file) on that split is measured. The output
+    appears atomically, only after every check has passed.
     """
+    if weights not in STORAGE:
+        raise FerkitError(f"weights must be one of {', '.join(STORAGE)}, not {weights!r}")
     if (data is None) != (split is None):
         raise FerkitError("give both --data and --split to measure accuracy on a split (or neither)")
     out = Path(out)
@@ -190,11 +222,11 @@ def export_onnx(
         _add_metadata(fp32, names, pp)
         backends = {"torch": torch_backend, "onnx_fp32": OnnxBackend.from_file(fp32)}
         final = fp32
-        if int8:
-            final = Path(tmp) / "int8.onnx"
-            _quantize(fp32, final)
+        if weights != "fp32":
+            final = Path(tmp) / f"{weights}.onnx"
+            STORAGE[weights](fp32, final)
             _add_metadata(final, names, pp)
-            backends["onnx_int8"] = OnnxBackend.from_file(final)
+            backends[f"onnx_{weights}"] = OnnxBackend.from_file(final)
         diffs = {
             k: float(np.abs(b.probabilities(x) - reference).max())
             for k, b in backends.items()
@@ -202,4 +234,5 @@ def export_onnx(
         }
         accuracy, n = _split_accuracy(backends, data, split, names) if data is not None else (None, 0)
         os.replace(final, out)
-    return ExportReport(out, int8, len(x), diffs["onnx_fp32"], diffs.get("onnx_int8"), split, n, accuracy)
+    stored = diffs.get(f"onnx_{weights}") if weights != "fp32" else None
+    return ExportReport(out, weights, len(x), diffs["onnx_fp32"], stored, split, n, accuracy)
