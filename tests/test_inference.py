@@ -13,17 +13,21 @@ import cv2
 import numpy as np
 import onnx
 import pytest
+import torch
 from conftest import SHARED
 from typer.testing import CliRunner
 
 from ferkit.cli.main import app
 from ferkit.data.synthetic import CLASSES, draw_face
 from ferkit.errors import FerkitError
+from ferkit.evaluation.gradcam import gradcam_overlays, target_layers
 from ferkit.export import export_onnx
 from ferkit.inference import Recognizer, make_detector
 from ferkit.inference.detect import YUNET_URL, square_crop
-from ferkit.inference.recognizer import expand_inputs
+from ferkit.inference.recognizer import expand_inputs, read_image
 from ferkit.inference.video import Timeline, process_video
+from ferkit.models.factory import load_checkpoint, read_bundle
+from ferkit.training.checkpoint import atomic_save
 
 YUNET = next(iter(sorted((SHARED / "models").glob("face_detection_yunet*.onnx"))), None)
 needs_yunet = pytest.mark.skipif(YUNET is None, reason="../shared/models has no YuNet model")
@@ -243,6 +247,58 @@ def test_bad_crops_and_arguments_are_clear(torch_rec):
     with pytest.raises(FerkitError, match="batch size must be >= 1"):
         torch_rec.predict_faces([np.zeros((8, 8), np.uint8)], batch_size=0)
     assert torch_rec.predict_faces([]) == [] and torch_rec.predict_images([]) == []
+
+
+# --- ensembles ---------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def other_model(tiny_run, tmp_path_factory) -> Path:
+    """A second model with the tiny run's classes and preprocessing but a different head."""
+    bundle = read_bundle(tiny_run)
+    gen = torch.Generator().manual_seed(0)
+    bundle["state_dict"] = {
+        k: v + torch.randn(v.shape, generator=gen) if k.startswith("head.") else v
+        for k, v in bundle["state_dict"].items()
+    }
+    path = tmp_path_factory.mktemp("other") / "other.pt"
+    atomic_save({"model": bundle}, path)
+    return path
+
+
+def test_an_ensemble_predicts_the_mean_of_its_members(tiny_run, other_model):
+    crops = [read_image(f) for f in face_files(tiny_run, 40)]
+    a = Recognizer.from_run(tiny_run, detector="none").probabilities(crops)
+    b = Recognizer.from_run(other_model, detector="none").probabilities(crops)
+    assert np.abs(a - b).max() > 0.05  # the members really differ
+    both = Recognizer.from_run([tiny_run, other_model], detector="none")
+    np.testing.assert_allclose(both.probabilities(crops), (a + b) / 2, atol=1e-5)
+
+
+def test_an_ensemble_exports_to_one_onnx_file(tiny_run, other_model, tmp_path):
+    out = tmp_path / "ensemble.onnx"
+    report = export_onnx([tiny_run, other_model], out, samples=8)
+    assert report.max_diff_fp32 < 1e-4
+    crops = [read_image(f) for f in face_files(tiny_run, 40)]
+    torch_probs = Recognizer.from_run([tiny_run, other_model], detector="none").probabilities(crops)
+    onnx_probs = Recognizer.from_onnx(out, detector="none").probabilities(crops)
+    np.testing.assert_allclose(onnx_probs, torch_probs, atol=1e-4)
+
+
+def test_ensemble_members_must_share_classes_and_preprocessing(tiny_run, tmp_path):
+    bundle = read_bundle(tiny_run)
+    bundle["class_names"] = list(reversed(bundle["class_names"]))
+    atomic_save({"model": bundle}, tmp_path / "reversed.pt")
+    with pytest.raises(FerkitError, match=r"reversed\.pt: class_names .* differ from .*only models with the"):
+        load_checkpoint(tiny_run, tmp_path / "reversed.pt")
+
+
+def test_gradcam_on_an_ensemble_averages_its_members(tiny_run, other_model):
+    model, _, pp = load_checkpoint(tiny_run, other_model)
+    assert len(target_layers(model)) == 2
+    images = np.stack([read_image(f) for f in face_files(tiny_run, 4)])
+    overlays = gradcam_overlays(model, images, [0, 1, 2, 3], pp)
+    assert overlays.shape == (4, pp.input_size, pp.input_size, 3) and overlays.std() > 0
 
 
 def test_default_model_prefers_onnx_then_pt_else_a_clear_error(tiny_run, tiny_onnx, tmp_path, monkeypatch):

@@ -9,7 +9,10 @@ import typer
 
 
 def export(
-    run: Annotated[Path, typer.Argument(help="Run directory (its best checkpoint) or a .pt checkpoint.")],
+    runs: Annotated[
+        list[Path],
+        typer.Argument(help="Run directory (its best checkpoint) or .pt file; several → one ensemble model."),
+    ],
     onnx_out: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
     int8: Annotated[bool, typer.Option("--int8", help="Dynamically quantize the weights to int8.")] = False,
     fp16: Annotated[
@@ -21,12 +24,16 @@ def export(
     split: Annotated[str | None, typer.Option("--split", help="Split of --data, e.g. test.")] = None,
     opset: Annotated[int, typer.Option("--opset", help="ONNX opset (>= 18).")] = 18,
 ) -> None:
-    """Export with a dynamic batch axis; print the max probability difference vs torch (and accuracy)."""
+    """Export with a dynamic batch axis; print the max probability difference vs torch (and accuracy).
+
+    Several runs become one ensemble graph (the mean of their probabilities; they must share
+    classes and preprocessing).
+    """
     from ferkit.errors import FerkitError
     from ferkit.export import export_onnx
 
     if int8 and fp16:
         raise FerkitError("choose one of --int8 and --fp16")
     weights = "int8" if int8 else "fp16" if fp16 else "fp32"
-    report = export_onnx(run, onnx_out, weights=weights, opset=opset, data=data, split=split)
+    report = export_onnx(runs, onnx_out, weights=weights, opset=opset, data=data, split=split)
     typer.echo("\n".join(report.lines()))

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from torch import nn
 
 from ferkit.data import FaceDataset, load_dataset, split_pool
 from ferkit.errors import FerkitError
@@ -19,7 +20,7 @@ from ferkit.evaluation.gradcam import gradcam_overlays, pick_examples
 from ferkit.evaluation.metrics import compute_metrics, reliability_bins, text_report
 from ferkit.evaluation.report import image_html, markdown_summary, metrics_tables, pre_html, write_html
 from ferkit.fileio import atomic_write_text
-from ferkit.models.factory import FerNet, load_checkpoint
+from ferkit.models.factory import load_checkpoint
 from ferkit.models.predict import TTA, predict_proba
 from ferkit.models.preprocess import Preprocessing
 from ferkit.training.config import TrainConfig, load_config
@@ -30,7 +31,7 @@ class Run:
     """A trained model with everything its run directory says about it."""
 
     path: Path
-    model: FerNet
+    model: nn.Module
     class_names: list[str]
     pp: Preprocessing
     config: TrainConfig

@@ -12,12 +12,16 @@ from torch import nn
 from ferkit.models.preprocess import Preprocessing, match_channels, network_view, prepare
 
 
-def last_conv(model: nn.Module) -> nn.Module:
-    """The last Conv2d of the backbone: the final convolutional stage for CNNs such as EfficientNet."""
-    convs = [m for m in model.backbone.modules() if isinstance(m, nn.Conv2d)]
-    if not convs:
-        raise ValueError("Grad-CAM needs a convolutional backbone")
-    return convs[-1]
+def target_layers(model: nn.Module) -> list[nn.Module]:
+    """The last Conv2d of the backbone (the final convolutional stage of CNNs such as EfficientNet);
+    for an ensemble, that of every member, whose maps pytorch-grad-cam averages."""
+    layers = []
+    for member in getattr(model, "members", [model]):
+        convs = [m for m in member.backbone.modules() if isinstance(m, nn.Conv2d)]
+        if not convs:
+            raise ValueError("Grad-CAM needs a convolutional backbone")
+        layers.append(convs[-1])
+    return layers
 
 
 def gradcam_overlays(
@@ -27,7 +31,7 @@ def gradcam_overlays(
     model = model.float().eval().to(memory_format=torch.contiguous_format)
     views = match_channels(network_view(images, pp), 3)
     out = []
-    with GradCAM(model=model, target_layers=[last_conv(model)]) as cam:
+    with GradCAM(model=model, target_layers=target_layers(model)) as cam:
         for start in range(0, len(images), batch_size):
             x = torch.from_numpy(prepare(images[start : start + batch_size], pp))
             chosen = [ClassifierOutputTarget(int(t)) for t in targets[start : start + batch_size]]

@@ -21,7 +21,7 @@ import onnx
 import torch
 
 from ferkit.errors import FerkitError
-from ferkit.inference.backends import META_CLASSES, META_PREPROCESSING, OnnxBackend, TorchBackend
+from ferkit.inference.backends import META_CLASSES, META_PREPROCESSING, ModelPaths, OnnxBackend, TorchBackend
 from ferkit.models.preprocess import Preprocessing, prepare
 
 DEFAULT_OPSET = 18  # the lowest opset the torch.export-based exporter emits
@@ -189,7 +189,7 @@ STORAGE = {"fp32": None, "fp16": _store_fp16, "int8": _quantize}  # weight stora
 
 
 def export_onnx(
-    run: str | os.PathLike,
+    run: ModelPaths,
     out: str | os.PathLike,
     weights: str = "fp32",
     opset: int = DEFAULT_OPSET,
@@ -197,8 +197,9 @@ def export_onnx(
     split: str | None = None,
     samples: int = 64,
 ) -> ExportReport:
-    """Export ``run`` (run directory or .pt) to ``out`` with ``weights`` "fp32", "fp16" (stored as
-    fp16, computed in fp32: half the size) or "int8" (dynamically quantized).
+    """Export ``run`` (run directory or .pt; several → one ensemble graph) to ``out`` with
+    ``weights`` "fp32", "fp16" (stored as fp16, computed in fp32: half the size) or "int8"
+    (dynamically quantized).
 
     The fp32 graph is always built and compared with torch; with ``data`` and ``split`` the
     accuracy of torch, ONNX fp32 (and the fp16/int8 file) on that split is measured. The output

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -17,8 +18,14 @@ import numpy as np
 from ferkit.errors import FerkitError
 from ferkit.models.preprocess import Preprocessing
 
+ModelPaths = str | os.PathLike | Sequence[str | os.PathLike]  # one model, or the members of an ensemble
+
 META_CLASSES = "ferkit.class_names"
 META_PREPROCESSING = "ferkit.preprocessing"
+
+
+def as_paths(paths: ModelPaths) -> list[str | os.PathLike]:
+    return [paths] if isinstance(paths, str | os.PathLike) else list(paths)
 
 
 class Backend(Protocol):
@@ -51,11 +58,11 @@ class TorchBackend:
         self.preprocessing = preprocessing
 
     @classmethod
-    def from_checkpoint(cls, path: str | os.PathLike, device: str = "cpu") -> TorchBackend:
-        """From a run directory (its best checkpoint) or a ``.pt`` checkpoint file."""
+    def from_checkpoint(cls, path: ModelPaths, device: str = "cpu") -> TorchBackend:
+        """From a run directory (its best checkpoint) or a ``.pt`` file; several → their ensemble."""
         from ferkit.models.factory import load_checkpoint
 
-        model, class_names, pp = load_checkpoint(path)
+        model, class_names, pp = load_checkpoint(*as_paths(path))
         return cls(model, class_names, pp, device)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:

@@ -20,7 +20,7 @@ import numpy as np
 
 from ferkit.errors import FerkitError
 from ferkit.fileio import atomic_output
-from ferkit.inference.backends import Backend, OnnxBackend, TorchBackend
+from ferkit.inference.backends import Backend, ModelPaths, OnnxBackend, TorchBackend, as_paths
 from ferkit.inference.detect import Box, Detector, as_hwc, make_detector
 from ferkit.models.preprocess import Preprocessing, match_channels, prepare, resize_batch
 
@@ -190,12 +190,13 @@ class Recognizer:
     @classmethod
     def from_run(
         cls,
-        path: str | os.PathLike,
+        path: ModelPaths,
         detector: Detector | str = "yunet",
         device: str = "cpu",
         yunet_model: str | os.PathLike | None = None,
     ) -> Recognizer:
-        """The torch model of a run directory (its best checkpoint) or of a ``.pt`` checkpoint."""
+        """The torch model of a run directory (its best checkpoint) or of a ``.pt`` checkpoint;
+        several paths → the ensemble of their models (mean probability)."""
         return cls(TorchBackend.from_checkpoint(path, device), detector, yunet_model)
 
     @classmethod
@@ -211,14 +212,15 @@ class Recognizer:
     @classmethod
     def from_path(
         cls,
-        path: str | os.PathLike,
+        path: ModelPaths,
         detector: Detector | str = "yunet",
         device: str = "cpu",
         yunet_model: str | os.PathLike | None = None,
     ) -> Recognizer:
-        """``.onnx`` → `from_onnx`, anything else (run directory, ``.pt``) → `from_run`."""
-        if str(path).lower().endswith(".onnx"):
-            return cls.from_onnx(path, detector, yunet_model)
+        """``.onnx`` → `from_onnx`, anything else (run directories, ``.pt`` files) → `from_run`."""
+        paths = as_paths(path)
+        if len(paths) == 1 and str(paths[0]).lower().endswith(".onnx"):
+            return cls.from_onnx(paths[0], detector, yunet_model)
         return cls.from_run(path, detector, device, yunet_model)
 
     @classmethod

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from ferkit.errors import FerkitError
+from ferkit.models.ensemble import Ensemble, ensemble_bundle
 from ferkit.models.preprocess import Preprocessing
 from ferkit.models.spec import ModelSpec
 
@@ -107,17 +108,24 @@ def model_bundle(model: FerNet, spec: ModelSpec, class_names: list[str], pp: Pre
     }
 
 
-def load_bundle(bundle: dict) -> tuple[FerNet, list[str], Preprocessing]:
-    """Rebuild the model from a bundle (never downloads: the weights are in the bundle)."""
+def load_bundle(bundle: dict) -> tuple[nn.Module, list[str], Preprocessing]:
+    """Rebuild the model (a `FerNet`, or an `Ensemble` of them) from a bundle; never downloads."""
+    pp = Preprocessing.from_dict(bundle["preprocessing"])
+    if "members" in bundle:
+        return (
+            Ensemble([load_bundle(b)[0] for b in bundle["members"]]).eval(),
+            list(bundle["class_names"]),
+            pp,
+        )
     spec = ModelSpec(**bundle["spec"])
     model = build_model(spec, len(bundle["class_names"]))
     state = {k: v.float() if v.is_floating_point() else v for k, v in bundle["state_dict"].items()}
     model.load_state_dict(state)
-    return model.eval(), list(bundle["class_names"]), Preprocessing.from_dict(bundle["preprocessing"])
+    return model.eval(), list(bundle["class_names"]), pp
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[FerNet, list[str], Preprocessing]:
-    """A model from ``best.pt``/``last.pt`` or a run directory (its best checkpoint)."""
+def read_bundle(path: str | os.PathLike) -> dict:
+    """The model bundle of ``best.pt``/``last.pt``/a shipped ``.pt``, or of a run directory's best."""
     path = Path(path)
     if path.is_dir():
         path = path / "checkpoints" / "best.pt"
@@ -127,6 +135,14 @@ def load_checkpoint(path: str | os.PathLike) -> tuple[FerNet, list[str], Preproc
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except Exception as exc:
         raise FerkitError(f"{path}: not a readable ferkit checkpoint: {exc}") from None
-    if "model" not in ckpt or "spec" not in ckpt["model"]:
+    if "model" not in ckpt or not {"spec", "members"} & set(ckpt["model"]):
         raise FerkitError(f"{path}: not a ferkit checkpoint (no model bundle inside)")
-    return load_bundle(ckpt["model"])
+    return ckpt["model"]
+
+
+def load_checkpoint(*paths: str | os.PathLike) -> tuple[nn.Module, list[str], Preprocessing]:
+    """The model of a checkpoint or run directory; several paths → the `Ensemble` of their models."""
+    if not paths:
+        raise FerkitError("no checkpoint given")
+    bundles = [read_bundle(p) for p in paths]
+    return load_bundle(bundles[0] if len(bundles) == 1 else ensemble_bundle(bundles, [str(p) for p in paths]))
