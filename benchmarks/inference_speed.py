@@ -1,7 +1,8 @@
-"""CPU inference speed of one model through three backends, side by side, and of the video pipeline.
+"""CPU inference speed of one model through four backends, side by side, and of the video pipeline.
 
   torch eager  ferkit's TorchBackend (fp32, channels_last, glibc memory tuning)
   onnx fp32    the model exported by ferkit.export.export_onnx, run by onnxruntime
+  onnx fp16    the same export with fp16-stored weights (--fp16: half the file, fp32 compute)
   onnx int8    the same export, dynamically quantized (--int8)
 
 Classifier rows: faces/s on the same preprocessed synthetic face crops at batch 1 (64 calls of one
@@ -152,14 +153,11 @@ def main(argv: list[str] | None = None) -> None:
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="ferkit-bench-") as tmp:
         model = snapshot(resolve_model(args.run), Path(tmp))
-        fp32, int8 = Path(tmp) / "fp32.onnx", Path(tmp) / "int8.onnx"
-        for out, weights in ((fp32, "fp32"), (int8, "int8")):
+        backends: dict = {"torch eager": TorchBackend.from_checkpoint(model)}
+        for weights in ("fp32", "fp16", "int8"):
+            out = Path(tmp) / f"{weights}.onnx"
             print("\n".join(export_onnx(model, out, weights=weights).lines()), flush=True)
-        backends = {
-            "torch eager": TorchBackend.from_checkpoint(model),
-            "onnx fp32": OnnxBackend.from_file(fp32, threads=args.threads),
-            "onnx int8": OnnxBackend.from_file(int8, threads=args.threads),
-        }
+            backends[f"onnx {weights}"] = OnnxBackend.from_file(out, threads=args.threads)
         pp = backends["torch eager"].preprocessing
         x = sample_images(pp, 64)
         rows = classifier_rows(backends, x, args.repeats, args.warmup)

@@ -1,19 +1,22 @@
-"""Ship a finished run as the package's default model: fp16 weights + a model card with measured metrics.
+"""Ship finished runs as the package's default model: fp16 weights + a model card with measured metrics.
 
-    .venv/bin/python scripts/ship_default_model.py /work/runs/fer2013_cpu_lite0 \
+    .venv/bin/python scripts/ship_default_model.py /work/runs/fer2013_cpu_lite2 \
         --data ../shared/data/fer2013-dev.tar.gz --split test
 
-Evaluates the run's best checkpoint on the given split with and without flip TTA (through the
-shipped fp16 weights, so the card describes exactly what users get) and writes
-src/ferkit/assets/default_model.pt (fp16, for torch users, Grad-CAM and fine-tuning),
-src/ferkit/assets/default_model.onnx (what `Recognizer.default()` loads: no torch needed) and
-src/ferkit/assets/MODEL_CARD.md.
+Several runs are shipped as one ensemble (the mean of their probabilities, one ONNX graph).
+Evaluates the shipped weights on the given split with and without flip TTA (so the card describes
+exactly what users get) and writes into src/ferkit/assets/:
+  default_model.onnx  what `Recognizer.default()` loads (fp16-stored, fp32 compute; no torch needed)
+  default_model.pt    the same weights in fp16 for torch (Grad-CAM, fine-tuning), if both files fit
+                      in --max-mb together; otherwise it is left out and the card says so
+  MODEL_CARD.md
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -22,9 +25,11 @@ import torch
 from ferkit.evaluation.evaluate import evaluate
 from ferkit.export.onnx import ExportReport, export_onnx
 from ferkit.fileio import atomic_write_text
+from ferkit.models.ensemble import ensemble_bundle
 from ferkit.training.checkpoint import atomic_save
 
-ASSETS = Path(__file__).resolve().parents[1] / "src" / "ferkit" / "assets"
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "src" / "ferkit" / "assets"
 
 
 def fp16_bundle(run: Path) -> dict:
@@ -49,42 +54,71 @@ def shipped_run_dir(run: Path, bundle: dict, where: Path) -> Path:
     return where
 
 
-def card(run: Path, bundle: dict, results: dict[str, dict], size_mb: float, onnx: ExportReport) -> str:
-    m0, m1 = results["none"], results["flip"]
-    names = m0["labels"]
+def describe(run: Path, bundle: dict) -> str:
+    """One member: architecture, head, recipe file and the epoch selected."""
+    spec, src = bundle["spec"], bundle["source"]
+    recipe = ROOT / "configs" / f"{run.name}.yaml"
+    recipe_text = f"`configs/{recipe.name}`" if recipe.is_file() else f"the run's `config.yaml` ({run.name})"
+    return (
+        f"`{spec['name']}` (ImageNet-initialised) + Dropout({spec['dropout']}) → Dense head, recipe "
+        f"{recipe_text}, epoch {src['epoch']} (PublicTest accuracy with flip TTA at selection: "
+        f"{src['selection'].get('val_acc', 0):.4f})"
+    )
+
+
+def tables(m: dict) -> tuple[str, str]:
+    """Per-class table and confusion matrix (markdown) of one evaluation."""
+    names = m["labels"]
     per_class = "\n".join(
-        f"| {c} | {m1['per_class'][c]['precision']:.3f} | {m1['per_class'][c]['recall']:.3f} | "
-        f"{m1['per_class'][c]['f1']:.3f} | {m1['per_class'][c]['support']} |"
+        f"| {c} | {m['per_class'][c]['precision']:.3f} | {m['per_class'][c]['recall']:.3f} | "
+        f"{m['per_class'][c]['f1']:.3f} | {m['per_class'][c]['support']} |"
         for c in names
     )
     cm = "\n".join(f"| {c} | " + " | ".join(str(v) for v in row) + " |"
-                   for c, row in zip(names, m1["confusion_matrix"], strict=True))  # fmt: skip
-    pp = bundle["preprocessing"]
+                   for c, row in zip(names, m["confusion_matrix"], strict=True))  # fmt: skip
+    header = f"| true ↓ predicted → | {' | '.join(names)} |\n|---|{'---|' * len(names)}\n"
+    return per_class, header + cm
+
+
+def card(
+    runs: list[Path], bundles: list[dict], results: dict[str, dict], onnx: ExportReport, pt_mb: float | None
+) -> str:
+    m0, m1 = results["none"], results["flip"]
+    per_class, cm = tables(m1)
+    pp = bundles[0]["preprocessing"]
     acc = onnx.accuracy or {}
-    data = json.loads((run / "data.json").read_text())
-    sel = bundle["source"]["selection"]
+    data = json.loads((runs[0] / "data.json").read_text())
+    members = "\n".join(f"- {describe(r, b)}" for r, b in zip(runs, bundles, strict=True))
+    kind = "one model" if len(runs) == 1 else f"the mean probability of {len(runs)} models (an ensemble)"
+    pt_text = (
+        f"`default_model.pt` ({pt_mb:.1f} MB, the same weights in fp16 for torch: "
+        "`ferkit.models.factory.load_checkpoint`, `Recognizer.from_run`)"
+        if pt_mb is not None
+        else "no torch checkpoint (it would not fit the package's size budget beside the ONNX file; "
+        "the training runs' checkpoints are the torch version)"
+    )
     return f"""# ferkit default model — model card
 
-**Architecture**: `{bundle["spec"]["name"]}` (EfficientNet-Lite0, ImageNet-initialised) with a
-Dropout({bundle["spec"]["dropout"]}) → Dense(7) head; {pp["input_size"]} px input, grayscale replicated
-to 3 channels, mean/std {pp["mean"][0]}/{pp["std"][0]}. Weights stored in fp16 ({size_mb:.1f} MB), computed
-in fp32.
+**Architecture**: {kind}:
+{members}
+
+Input {pp["input_size"]} px, grayscale replicated to 3 channels, mean/std {pp["mean"][0]}/{pp["std"][0]},
+{pp["interpolation"]} resize. Weights stored in fp16, computed in fp32.
 
 **Data**: FER2013 (the folder release in `fer2013-dev.tar.gz`): trained on Training
-({data["train"]} images after dropping {data.get("dropped_from_training", 0)} training images that duplicate
-a PublicTest image or carry conflicting labels), model selection on PublicTest (epoch
-{bundle["source"]["epoch"]} of the run, best PublicTest accuracy with flip TTA: {sel.get("val_acc", 0):.4f}).
-PrivateTest was not available here (withheld as the hidden test set), so **every number below is
-on PublicTest, the split used for selection, and is therefore optimistic** by the usual
-selection bias.
+({data["train"]} images after dropping {data.get("dropped_from_training", 0)} training images that
+duplicate a PublicTest image or carry conflicting labels), model selection on PublicTest (best
+PublicTest accuracy with flip TTA over the epochs of each run). PrivateTest was not available here
+(withheld as the hidden test set), so **every number below is on PublicTest, the split used for
+selection, and is therefore optimistic** by the usual selection bias.
 
-**Recipe**: `configs/fer2013_cpu_lite0.yaml` — trained on a 2-core CPU without GPU.
+**Training**: on a 2-core CPU without GPU.
 
-**Files**: `default_model.onnx` ({onnx.path.stat().st_size / 1e6:.1f} MB, fp32, loaded by
-`Recognizer.default()` and `ferkit demo`; max |p_onnx − p_torch| {onnx.max_diff_fp32:.1e} on
-{onnx.samples} sample faces; accuracy on {onnx.split} {onnx.split_size} images: torch
-{acc["torch"]:.4f}, ONNX {acc["onnx_fp32"]:.4f})
-and `default_model.pt` (the same weights in fp16 for torch: `ferkit.models.factory.load_checkpoint`).
+**Files**: `default_model.onnx` ({onnx.path.stat().st_size / 1e6:.1f} MB, loaded by
+`Recognizer.default()` and `ferkit demo`; max |p_onnx − p_torch| {onnx.max_diff_stored:.1e} on
+{onnx.samples} sample faces; accuracy on {onnx.split} ({onnx.split_size} images), no TTA: torch
+{acc["torch"]:.4f}, ONNX {acc["onnx_fp16"]:.4f}) and {pt_text}.
+`Recognizer.default()` applies no TTA: its accuracy is the "none" row below.
 
 ## Metrics on FER2013 PublicTest (n = {m0["n"]})
 
@@ -99,10 +133,8 @@ Per class (flip TTA):
 |---|---|---|---|---|
 {per_class}
 
-Confusion matrix (flip TTA; rows = true, columns = predicted, order {", ".join(names)}):
+Confusion matrix (flip TTA; rows = true, columns = predicted):
 
-| true ↓ predicted → | {" | ".join(names)} |
-|---|{"---|" * len(names)}
 {cm}
 
 ## Intended use and limitations
@@ -121,32 +153,42 @@ Confusion matrix (flip TTA; rows = true, columns = predicted, order {", ".join(n
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("run", type=Path)
+    ap.add_argument("runs", type=Path, nargs="+", help="run directories (several: one ensemble)")
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="test")
     ap.add_argument("--assets", type=Path, default=ASSETS, help="where to write (default: the package)")
+    ap.add_argument("--max-mb", type=float, default=25.0, help="size budget of the shipped model files")
     args = ap.parse_args()
-    bundle = fp16_bundle(args.run)
+    bundles = [fp16_bundle(r) for r in args.runs]
+    bundle = bundles[0] if len(bundles) == 1 else ensemble_bundle(bundles, [str(r) for r in args.runs])
     args.assets.mkdir(exist_ok=True)
-    target = args.assets / "default_model.pt"
-    atomic_save({"model": bundle}, target)
-    onnx = export_onnx(target, args.assets / "default_model.onnx", data=args.data, split=args.split)
-    print("\n".join(onnx.lines()))
     with tempfile.TemporaryDirectory() as tmp:
-        shipped = shipped_run_dir(args.run, bundle, Path(tmp) / args.run.name)
+        pt = Path(tmp) / "default_model.pt"
+        atomic_save({"model": bundle}, pt)
+        onnx = export_onnx(pt, args.assets / "default_model.onnx", "fp16", data=args.data, split=args.split)
+        print("\n".join(onnx.lines()))
+        shipped = [shipped_run_dir(r, b, Path(tmp) / r.name) for r, b in zip(args.runs, bundles, strict=True)]
         results = {
-            tta: evaluate([shipped], args.data, args.run / f"eval-shipped-{tta}", args.split, tta)  # type: ignore[arg-type]
+            tta: evaluate(shipped, args.data, args.runs[0] / f"eval-shipped-{tta}", args.split, tta)  # type: ignore[arg-type]
             for tta in ("none", "flip")
         }
-    atomic_write_text(
-        args.assets / "MODEL_CARD.md", card(args.run, bundle, results, target.stat().st_size / 1e6, onnx)
-    )
+        pt_mb = pt.stat().st_size / 1e6
+        fits = pt_mb + onnx.path.stat().st_size / 1e6 <= args.max_mb
+        target = args.assets / "default_model.pt"
+        if fits:
+            shutil.copyfile(pt, target)
+        else:
+            target.unlink(missing_ok=True)
+            print(f"default_model.pt ({pt_mb:.1f} MB) left out: ONNX + .pt would exceed {args.max_mb} MB")
+    card_text = card(args.runs, bundles, results, onnx, pt_mb if fits else None)
+    atomic_write_text(args.assets / "MODEL_CARD.md", card_text)
     for tta, m in results.items():
         print(
             f"{args.split} tta={tta}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro']['f1']:.4f} "
             f"ECE {m['ece']:.4f}"
         )
-    print(f"wrote {target} ({target.stat().st_size / 1e6:.1f} MB) and {args.assets / 'MODEL_CARD.md'}")
+    files = sorted(args.assets.glob("default_model.*"))
+    print(f"wrote {args.assets}: " + ", ".join(f"{p.name} ({p.stat().st_size / 1e6:.1f} MB)" for p in files))
 
 
 if __name__ == "__main__":
