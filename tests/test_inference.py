@@ -27,6 +27,7 @@ from ferkit.inference.detect import YUNET_URL, square_crop
 from ferkit.inference.recognizer import expand_inputs, read_image
 from ferkit.inference.video import Timeline, process_video
 from ferkit.models.factory import load_checkpoint, read_bundle
+from ferkit.models.predict import predict_proba
 from ferkit.training.checkpoint import atomic_save
 
 YUNET = next(iter(sorted((SHARED / "models").glob("face_detection_yunet*.onnx"))), None)
@@ -249,6 +250,24 @@ def test_bad_crops_and_arguments_are_clear(torch_rec):
     assert torch_rec.predict_faces([]) == [] and torch_rec.predict_images([]) == []
 
 
+def test_flip_tta_averages_each_face_with_its_mirror(tiny_run, torch_rec):
+    crops = [read_image(f) for f in face_files(tiny_run, 20)]
+    plain = torch_rec.probabilities(crops)
+    mirrored = torch_rec.probabilities([c[:, ::-1] for c in crops])
+    rec = Recognizer.from_run(tiny_run, detector="none")
+    rec.tta = "flip"
+    flip = rec.probabilities(crops)
+    np.testing.assert_allclose(flip, (plain + mirrored) / 2, atol=1e-5)
+    assert np.abs(flip - plain).max() > 1e-3  # the mirror really changes the answer
+    # the same average as evaluation's flip TTA (models.predict) on network-size crops
+    model, _, pp = load_checkpoint(tiny_run)
+    side = np.stack([cv2.resize(c, (pp.input_size,) * 2, interpolation=cv2.INTER_LINEAR) for c in crops])
+    reference = predict_proba(model, side[..., None], pp, tta="flip")
+    np.testing.assert_allclose(flip, reference, atol=1e-5)
+    with pytest.raises(FerkitError, match="tta must be 'none' or 'flip', not 'tencrop'"):
+        torch_rec.tta = "tencrop"
+
+
 # --- ensembles ---------------------------------------------------------------------------------------
 
 
@@ -425,7 +444,8 @@ def test_cli_predict_writes_json_csv_and_annotated_copies(tiny_run, tmp_path):
         str(tmp_path / "ann"),
     ]
     args = ["predict", str(files[0]), str(files[1].parent / "*.png"), str(tmp_path / "broken.jpg"),
-            "--model", str(tiny_run), "--detector", "none", *outputs, "--batch-size", "3"]  # fmt: skip
+            "--model", str(tiny_run), "--detector", "none", *outputs, "--batch-size", "3",
+            "--tta", "flip"]  # fmt: skip
     res = CliRunner().invoke(app, args)
     assert res.exit_code == 0, res.output
     assert files[0].parent != files[1].parent
@@ -456,6 +476,8 @@ def test_cli_predict_errors(tiny_run, tmp_path, monkeypatch):
     assert "no default model is shipped" in str(res.exception)
     res = CliRunner().invoke(app, ["predict", one, "--model", str(tiny_run), "--detector", "dlib"])
     assert "unknown face detector 'dlib'" in str(res.exception)
+    res = CliRunner().invoke(app, ["predict", one, "--model", str(tiny_run), "--tta", "tencrop"])
+    assert "tta must be 'none' or 'flip'" in str(res.exception)
 
 
 def test_cli_video_writes_csv_plot_and_annotated_video(tiny_run, tmp_path):

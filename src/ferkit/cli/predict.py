@@ -35,14 +35,20 @@ YunetOpt = Annotated[
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="torch device for run directories: cpu, cuda, ...")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Faces per network batch.")]
+TtaOpt = Annotated[
+    str, typer.Option("--tta", help="none | flip (average with the mirrored face: 2x compute).")
+]
 
 
-def load_recognizer(model: str | None, detector: str, yunet_model: Path | None, device: str) -> Recognizer:
+def load_recognizer(
+    model: str | None, detector: str, yunet_model: Path | None, device: str, tta: str = "none"
+) -> Recognizer:
     """The recognizer for the CLI options; the detector is built now, so a missing file fails early."""
     if model is None:
         rec = Recognizer.default(detector, yunet_model)
     else:
         rec = Recognizer.from_path(model, detector, device, yunet_model)
+    rec.tta = tta
     rec.detector  # noqa: B018
     return rec
 
@@ -71,6 +77,7 @@ def predict(
     ] = None,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = "cpu",
+    tta: TtaOpt = "none",
 ) -> None:
     """Detect faces and recognise their expressions; unreadable files are reported, not fatal."""
     from contextlib import ExitStack
@@ -78,7 +85,7 @@ def predict(
     from ferkit.inference.annotate import annotate, annotated_path, write_image
 
     paths = expand_inputs(inputs)
-    rec = load_recognizer(model, detector, yunet_model, device)
+    rec = load_recognizer(model, detector, yunet_model, device, tta)
     counts = {"images": 0, "faces": 0, "no face": 0, "unreadable": 0}
     used: set[str] = set()
     typer.echo(f"{'image':<40} {'face':>4}  {'box x,y,w,h':<20} {'label':<10} score")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ferkit.cli.predict import DetectorOpt, DeviceOpt, ModelOpt, YunetOpt, load_recognizer
+from ferkit.cli.predict import DetectorOpt, DeviceOpt, ModelOpt, TtaOpt, YunetOpt, load_recognizer
 from ferkit.errors import FerkitError
 
 
@@ -25,6 +25,7 @@ def video(
     annotate_out: Annotated[Path | None, typer.Option("--annotate", help="Annotated .mp4 video.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Emotion-over-time PNG.")] = None,
     device: DeviceOpt = "cpu",
+    tta: TtaOpt = "none",
 ) -> None:
     """Stream a video (or webcam window) through detection and recognition; memory stays flat."""
     from ferkit.inference.video import process_video, require_display
@@ -33,7 +34,7 @@ def video(
         raise FerkitError("give either a video file or --webcam N (not both)")
     if webcam is not None:
         require_display()  # before loading anything: headless machines get the message at once
-    rec = load_recognizer(model, detector, yunet_model, device)
+    rec = load_recognizer(model, detector, yunet_model, device, tta)
     summary = process_video(
         rec,
         webcam if webcam is not None else source,

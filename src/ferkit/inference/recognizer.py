@@ -173,7 +173,8 @@ class Recognizer:
     """Facial expression recognition on face crops, whole images, files.
 
     ``Recognizer.from_run(run_dir)`` / ``from_onnx(file)`` / ``default()``; the detector is built on
-    first use, so ``predict_faces`` never needs a detector model file.
+    first use, so ``predict_faces`` never needs a detector model file. ``tta="flip"`` averages each
+    face's probabilities with its mirror image's (twice the compute, as `ferkit evaluate --tta flip`).
     """
 
     def __init__(
@@ -181,8 +182,10 @@ class Recognizer:
         backend: Backend,
         detector: Detector | str = "yunet",
         yunet_model: str | os.PathLike | None = None,
+        tta: str = "none",
     ):
         self.backend = backend
+        self.tta = tta
         self._detector = detector if isinstance(detector, Detector) else None
         self._detector_name = detector.name if isinstance(detector, Detector) else detector
         self._yunet_model = yunet_model
@@ -244,6 +247,16 @@ class Recognizer:
         )
 
     @property
+    def tta(self) -> str:
+        return self._tta
+
+    @tta.setter
+    def tta(self, mode: str) -> None:
+        if mode not in ("none", "flip"):
+            raise FerkitError(f"tta must be 'none' or 'flip', not {mode!r}")
+        self._tta = mode
+
+    @property
     def class_names(self) -> list[str]:
         return self.backend.class_names
 
@@ -275,11 +288,15 @@ class Recognizer:
             raise FerkitError(f"batch size must be >= 1, not {batch_size}")
         if len(crops) == 0:
             return np.zeros((0, len(self.class_names)), np.float32)
-        parts = [
-            self.backend.probabilities(self._batch(crops[i : i + batch_size], i))
-            for i in range(0, len(crops), batch_size)
-        ]
+        starts = range(0, len(crops), batch_size)
+        parts = [self._probabilities(self._batch(crops[i : i + batch_size], i)) for i in starts]
         return np.concatenate(parts)
+
+    def _probabilities(self, batch: np.ndarray) -> np.ndarray:
+        probs = self.backend.probabilities(batch)
+        if self.tta == "flip":
+            probs = (probs + self.backend.probabilities(batch[..., ::-1])) / 2
+        return probs
 
     def predict_faces(
         self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64
