@@ -7,7 +7,8 @@ same time. Each tool is warmed up, then timed over R full passes; faces/s uses t
 Preprocessing from uint8 crops is inside the timing for both; JPEG decoding is outside for both.
 
     bash benchmarks/peer_fer_setup.sh                       # once: creates .venv-fer/
-    .venv/bin/python benchmarks/peer_fer.py --run /work/runs/fer2013_cpu_lite0
+    .venv/bin/python benchmarks/peer_fer.py                 # ferkit's shipped default model
+    .venv/bin/python benchmarks/peer_fer.py --model runs/fer2013_cpu_lite0   # or a run / .pt / .onnx
     .venv/bin/python benchmarks/peer_fer.py --smoke         # 128 faces, 1 pass: checks that it works
 """
 
@@ -30,7 +31,6 @@ from sklearn.metrics import accuracy_score, f1_score
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013-dev.tar.gz"
-DEFAULT_RUN = Path("/work/runs/fer2013_cpu_lite0")
 WORKER = Path(__file__).resolve().with_name("peer_fer_worker.py")
 FER_MODES = ("tflite", "keras", "api")
 FER_NOTES = {
@@ -65,21 +65,21 @@ def run_fer(args: argparse.Namespace, faces_npz: Path) -> dict:
 
 
 def run_ferkit(args: argparse.Namespace, images: np.ndarray) -> dict:
-    """ferkit's checkpoint through load_checkpoint + predict_proba (batched, no TTA)."""
+    """ferkit as a user runs it: the Recognizer (shipped default model unless --model), batched."""
     import torch
 
-    from ferkit.models.factory import load_checkpoint
-    from ferkit.models.predict import predict_proba
+    from ferkit.inference import Recognizer
 
     torch.set_num_threads(args.threads)
-    model, class_names, pp = load_checkpoint(args.run)
-    predict_proba(model, images[:32], pp, batch_size=args.batch, tta=args.tta)  # warm-up
+    rec = Recognizer.default("none") if args.model is None else Recognizer.from_path(args.model, "none")
+    rec.tta = args.tta
+    rec.probabilities(images[:32], args.batch)  # warm-up
     seconds = []
     for _ in range(args.repeats):
         start = time.perf_counter()
-        probs = predict_proba(model, images, pp, batch_size=args.batch, tta=args.tta)
+        probs = rec.probabilities(images, args.batch)
         seconds.append(time.perf_counter() - start)
-    return {"probs": probs, "seconds": seconds, "class_names": class_names, "pp": pp}
+    return {"probs": probs, "seconds": seconds, "class_names": rec.class_names, "rec": rec}
 
 
 def align_fer(fer_probs: list, fer_labels: list[str], class_names: tuple[str, ...]) -> np.ndarray:
@@ -104,10 +104,16 @@ def write_predictions(path: Path, ds, probs: np.ndarray) -> None:
             w.writerow([src, names[y], names[int(p.argmax())], *(f"{v:.6f}" for v in p)])
 
 
-def run_status(run: Path) -> str:
-    """Which checkpoint is measured: its epoch and selection score, and whether the run had finished."""
+def model_status(model: Path | None) -> str:
+    """Which model is measured: the shipped default, or a run's checkpoint (epoch, selection score,
+    whether the run had finished)."""
     import torch
 
+    if model is None:
+        return "ferkit's shipped default model (src/ferkit/assets, see MODEL_CARD.md)"
+    if model.suffix in (".onnx", ".pt"):
+        return str(model)
+    run = model
     ckpts = run / "checkpoints" if run.is_dir() else run.parent
     best = torch.load(ckpts / "best.pt", map_location="cpu", weights_only=False)
     what = f"best.pt = epoch {best.get('epoch', '?')}"
@@ -157,9 +163,9 @@ def ferkit_row(res: dict, ds, args: argparse.Namespace, out: Path) -> dict:
         raise SystemExit(f"model classes {res['class_names']} differ from the data's {list(ds.class_names)}")
     write_predictions(out / "predictions_ferkit.csv", ds, res["probs"])
     acc, f1 = scores(res["probs"], ds.labels, len(ds.class_names))
-    pp = res["pp"]
-    note = f"{args.run.name}/best.pt, {pp.input_size} px, predict_proba tta={args.tta}"
-    note += f", {args.threads} torch threads"
+    rec = res["rec"]
+    note = f"{args.model.name if args.model else 'default model'} ({type(rec.backend).__name__}), "
+    note += f"{rec.preprocessing.input_size} px, Recognizer tta={args.tta}"
     return {
         "tool": "ferkit", "accuracy": acc, "macro_f1": f1, "batch": args.batch, "note": note,
         "faces_per_s": len(ds) / statistics.median(res["seconds"]), "seconds": res["seconds"],
@@ -182,7 +188,8 @@ def header(args: argparse.Namespace, n: int, fer: dict) -> str:
     return (
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; "
         f"{versions}torch {torch.__version__}; {n} faces ({args.data} {args.split}/); "
-        f"model {run_status(args.run)}; {args.repeats} timed pass(es) per tool after a warm-up, "
+        f"model {model_status(args.model)}; torch threads {args.threads}; "
+        f"{args.repeats} timed pass(es) per tool after a warm-up, "
         f"median used; fer ran first (its own venv), then ferkit, never concurrently; "
         f"load average (1/5/15 min) at the end {load_average()}."
     )
@@ -190,18 +197,18 @@ def header(args: argparse.Namespace, n: int, fer: dict) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", type=Path, default=DEFAULT_RUN, help="ferkit run dir (uses checkpoints/best.pt)")
+    p.add_argument(
+        "--model", type=Path, default=None, help="run dir, .pt or .onnx (default: ferkit's shipped model)"
+    )
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="FER2013 folder-release archive")
     p.add_argument("--split", default="test", help="split to score (default test = PublicTest)")
     p.add_argument("--fer-venv", type=Path, default=ROOT / ".venv-fer", help="venv made by peer_fer_setup.sh")
     p.add_argument("--fer-modes", nargs="+", choices=FER_MODES, default=list(FER_MODES))
-    p.add_argument("--batch", type=int, default=256, help="ferkit predict_proba batch size")
+    p.add_argument("--batch", type=int, default=256, help="ferkit faces per network batch")
     p.add_argument("--fer-batch", type=int, default=256, help="faces per call of fer's Keras model")
     p.add_argument("--repeats", type=int, default=3, help="timed passes over all faces per tool")
     p.add_argument("--threads", type=int, default=2, help="torch threads for ferkit")
-    p.add_argument(
-        "--tta", choices=("none", "flip", "tencrop"), default="none", help="ferkit TTA (default none)"
-    )
+    p.add_argument("--tta", choices=("none", "flip"), default="none", help="ferkit TTA (default none)")
     p.add_argument("--limit", type=int, default=None, help="only N faces, evenly spaced over the split")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "peer_fer", help="predictions and summary")
     p.add_argument("--smoke", action="store_true", help="128 faces, 1 pass: checks that it works")
