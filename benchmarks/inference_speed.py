@@ -12,6 +12,7 @@ torch eager. Video rows: end-to-end frames/s of ``process_video`` (decode, detec
 CSV) on a generated 640x480 clip with one real face (scikit-image's astronaut, panning).
 
     .venv/bin/python benchmarks/inference_speed.py --run /work/runs/fer2013_cpu_lite0
+    .venv/bin/python benchmarks/inference_speed.py --run RUN_A RUN_B     # their ensemble
     .venv/bin/python benchmarks/inference_speed.py             # the shipped default model, if any
 """
 
@@ -113,26 +114,32 @@ def markdown(rows: list[dict], vrows: list[dict], detector: str) -> str:
     return "\n".join(lines)
 
 
-def resolve_model(run: Path | None) -> Path:
-    if run is not None:
-        return run
+def resolve_models(runs: list[Path] | None) -> list[Path]:
+    if runs:
+        return runs
     shipped = ASSETS / "default_model.pt"
     if shipped.is_file():
-        return Path(str(shipped))
-    sys.exit("give --run RUN_DIR (or a .pt checkpoint): no default model is shipped in this installation")
+        return [Path(str(shipped))]
+    sys.exit("give --run RUN_DIR (or .pt files): no torch default model is shipped in this installation")
 
 
-def snapshot(model: Path, tmp: Path) -> Path:
-    """A private copy of the checkpoint: a run still training may replace best.pt between the loads."""
-    source = model / "checkpoints" / "best.pt" if model.is_dir() else model
-    if not source.is_file():
-        sys.exit(f"{source}: no checkpoint here")
-    return Path(shutil.copyfile(source, tmp / "model.pt"))
+def snapshot(models: list[Path], tmp: Path) -> list[Path]:
+    """Private copies of the checkpoints: a run still training may replace best.pt between the loads."""
+    copies = []
+    for i, model in enumerate(models):
+        source = model / "checkpoints" / "best.pt" if model.is_dir() else model
+        if not source.is_file():
+            sys.exit(f"{source}: no checkpoint here")
+        copies.append(Path(shutil.copyfile(source, tmp / f"model{i}.pt")))
+    return copies
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--run", type=Path, default=None, help="run directory or .pt (default: shipped model)")
+    p.add_argument(
+        "--run", type=Path, nargs="+", default=None,
+        help="run directory or .pt; several: their ensemble (default: the shipped model's .pt)",
+    )  # fmt: skip
     p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first")
     p.add_argument("--frames", type=int, default=150, help="frames of the generated 640x480 clip (30 fps)")
@@ -152,11 +159,11 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     load_before = load_average()
     with tempfile.TemporaryDirectory(prefix="ferkit-bench-") as tmp:
-        model = snapshot(resolve_model(args.run), Path(tmp))
-        backends: dict = {"torch eager": TorchBackend.from_checkpoint(model)}
+        models = snapshot(resolve_models(args.run), Path(tmp))
+        backends: dict = {"torch eager": TorchBackend.from_checkpoint(models)}
         for weights in ("fp32", "fp16", "int8"):
             out = Path(tmp) / f"{weights}.onnx"
-            print("\n".join(export_onnx(model, out, weights=weights).lines()), flush=True)
+            print("\n".join(export_onnx(models, out, weights=weights).lines()), flush=True)
             backends[f"onnx {weights}"] = OnnxBackend.from_file(out, threads=args.threads)
         pp = backends["torch eager"].preprocessing
         x = sample_images(pp, 64)
@@ -166,7 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     print(
         f"\n{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; torch {torch.__version__} "
         f"({torch.get_num_threads()} threads), onnxruntime {onnxruntime.__version__}; "
-        f"model {args.run or 'shipped default'} ({pp.input_size} px, {pp.in_chans} ch); "
+        f"model {' + '.join(map(str, args.run or [])) or 'shipped default'} "
+        f"({pp.input_size} px, {pp.in_chans} ch); "
         f"{args.repeats} repeats (median), {args.warmup} warm-up calls; "
         f"load average (1/5/15 min) {load_before} before, {load_average()} after\n"
     )
