@@ -72,7 +72,8 @@ def run_ferkit(args: argparse.Namespace, images: np.ndarray) -> dict:
 
     torch.set_num_threads(args.threads)
     rec = Recognizer.default("none") if args.model is None else Recognizer.from_path(args.model, "none")
-    rec.tta = args.tta
+    if args.tta is not None:
+        rec.tta = args.tta
     rec.probabilities(images[:32], args.batch)  # warm-up
     seconds = []
     for _ in range(args.repeats):
@@ -165,7 +166,7 @@ def ferkit_row(res: dict, ds, args: argparse.Namespace, out: Path) -> dict:
     acc, f1 = scores(res["probs"], ds.labels, len(ds.class_names))
     rec = res["rec"]
     note = f"{args.model.name if args.model else 'default model'} ({type(rec.backend).__name__}), "
-    note += f"{rec.preprocessing.input_size} px, Recognizer tta={args.tta}"
+    note += f"{rec.preprocessing.input_size} px, Recognizer tta={rec.tta}"
     return {
         "tool": "ferkit", "accuracy": acc, "macro_f1": f1, "batch": args.batch, "note": note,
         "faces_per_s": len(ds) / statistics.median(res["seconds"]), "seconds": res["seconds"],
@@ -208,7 +209,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--fer-batch", type=int, default=256, help="faces per call of fer's Keras model")
     p.add_argument("--repeats", type=int, default=3, help="timed passes over all faces per tool")
     p.add_argument("--threads", type=int, default=2, help="torch threads for ferkit")
-    p.add_argument("--tta", choices=("none", "flip"), default="none", help="ferkit TTA (default none)")
+    p.add_argument(
+        "--tta", choices=("none", "flip"), default=None,
+        help="ferkit TTA (default: the Recognizer's, flip for the shipped model, none for --model)",
+    )  # fmt: skip
     p.add_argument("--limit", type=int, default=None, help="only N faces, evenly spaced over the split")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "peer_fer", help="predictions and summary")
     p.add_argument("--smoke", action="store_true", help="128 faces, 1 pass: checks that it works")

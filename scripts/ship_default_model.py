@@ -15,6 +15,7 @@ exactly what users get) and writes into src/ferkit/assets/:
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import shutil
 import tempfile
@@ -59,9 +60,13 @@ def describe(run: Path, bundle: dict) -> str:
     spec, src = bundle["spec"], bundle["source"]
     recipe = ROOT / "configs" / f"{run.name}.yaml"
     recipe_text = f"`configs/{recipe.name}`" if recipe.is_file() else f"the run's `config.yaml` ({run.name})"
+    with (run / "metrics.csv").open() as fh:
+        epochs = list(csv.DictReader(fh))
+    minutes = sum(float(e["seconds"]) for e in epochs) / 60
     return (
         f"`{spec['name']}` (ImageNet-initialised) + Dropout({spec['dropout']}) → Dense head, recipe "
-        f"{recipe_text}, epoch {src['epoch']} (PublicTest accuracy with flip TTA at selection: "
+        f"{recipe_text}: {len(epochs)} epochs, {minutes:.0f} min of training epochs; epoch "
+        f"{src['epoch']} selected (PublicTest accuracy with flip TTA: "
         f"{src['selection'].get('val_acc', 0):.4f})"
     )
 
@@ -118,7 +123,8 @@ selection, and is therefore optimistic** by the usual selection bias.
 `Recognizer.default()` and `ferkit demo`; max |p_onnx − p_torch| {onnx.max_diff_stored:.1e} on
 {onnx.samples} sample faces; accuracy on {onnx.split} ({onnx.split_size} images), no TTA: torch
 {acc["torch"]:.4f}, ONNX {acc["onnx_fp16"]:.4f}) and {pt_text}.
-`Recognizer.default()` applies no TTA: its accuracy is the "none" row below.
+`Recognizer.default()` and the CLI apply flip TTA to this model (the "flip" row below);
+`rec.tta = "none"` / `--tta none` gives the "none" row at half the compute.
 
 ## Metrics on FER2013 PublicTest (n = {m0["n"]})
 

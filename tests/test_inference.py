@@ -329,6 +329,7 @@ def test_default_model_prefers_onnx_then_pt_else_a_clear_error(tiny_run, tiny_on
     (tmp_path / "default_model.onnx").symlink_to(tiny_onnx)
     rec = Recognizer.default(detector="none")
     assert type(rec.backend).__name__ == "OnnxBackend" and rec.class_names == list(CLASSES)
+    assert rec.tta == "flip" and Recognizer.default(detector="none", tta="none").tta == "none"
 
 
 def test_square_crops_are_padded_at_borders():

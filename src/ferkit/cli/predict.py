@@ -36,19 +36,25 @@ YunetOpt = Annotated[
 DeviceOpt = Annotated[str, typer.Option("--device", help="torch device for run directories: cpu, cuda, ...")]
 BatchOpt = Annotated[int, typer.Option("--batch-size", help="Faces per network batch.")]
 TtaOpt = Annotated[
-    str, typer.Option("--tta", help="none | flip (average with the mirrored face: 2x compute).")
+    str | None,
+    typer.Option(
+        "--tta",
+        help="none | flip (average with the mirrored face: 2x compute). "
+        "Default: flip for the shipped model, none for --model.",
+    ),
 ]
 
 
 def load_recognizer(
-    model: str | None, detector: str, yunet_model: Path | None, device: str, tta: str = "none"
+    model: str | None, detector: str, yunet_model: Path | None, device: str, tta: str | None = None
 ) -> Recognizer:
     """The recognizer for the CLI options; the detector is built now, so a missing file fails early."""
     if model is None:
         rec = Recognizer.default(detector, yunet_model)
     else:
         rec = Recognizer.from_path(model, detector, device, yunet_model)
-    rec.tta = tta
+    if tta is not None:
+        rec.tta = tta
     rec.detector  # noqa: B018
     return rec
 
@@ -77,7 +83,7 @@ def predict(
     ] = None,
     batch_size: BatchOpt = 64,
     device: DeviceOpt = "cpu",
-    tta: TtaOpt = "none",
+    tta: TtaOpt = None,
 ) -> None:
     """Detect faces and recognise their expressions; unreadable files are reported, not fatal."""
     from contextlib import ExitStack

@@ -25,7 +25,7 @@ def video(
     annotate_out: Annotated[Path | None, typer.Option("--annotate", help="Annotated .mp4 video.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Emotion-over-time PNG.")] = None,
     device: DeviceOpt = "cpu",
-    tta: TtaOpt = "none",
+    tta: TtaOpt = None,
 ) -> None:
     """Stream a video (or webcam window) through detection and recognition; memory stays flat."""
     from ferkit.inference.video import process_video, require_display
