@@ -7,9 +7,10 @@
 
 Classifier rows: faces/s on the same preprocessed synthetic face crops at batch 1 (64 calls of one
 face) and batch 64 (one call), after warm-up; the backends are measured round-robin in every repeat
-so a shared machine's drift hits all of them alike; the median repeat is reported, with ratios to
-torch eager. Video rows: end-to-end frames/s of ``process_video`` (decode, detect, crop, classify,
-CSV) on a generated 640x480 clip with one real face (scikit-image's astronaut, panning).
+so a shared machine's drift hits all of them alike, in an order that rotates every repeat; the
+median repeat is reported, with ratios to torch eager. Video rows: end-to-end frames/s of
+``process_video`` (decode, detect, crop, classify, CSV) on a generated 640x480 clip with one real
+face (scikit-image's astronaut, panning).
 
     .venv/bin/python benchmarks/inference_speed.py --run /work/runs/fer2013_cpu_lite0
     .venv/bin/python benchmarks/inference_speed.py --run RUN_A RUN_B     # their ensemble
@@ -49,16 +50,18 @@ def time_faces(backend, x: np.ndarray, batch: int) -> float:
 
 
 def classifier_rows(backends: dict, x: np.ndarray, repeats: int, warmup: int) -> list[dict]:
-    """Median faces/s per backend and batch size, measured round-robin."""
+    """Median faces/s per backend and batch size, measured round-robin in a rotating order, so no
+    backend always runs right after the same other one."""
     rows = []
     for batch in (1, 64):
         times: dict[str, list[float]] = {name: [] for name in backends}
         for b in backends.values():
             for _ in range(warmup):
                 time_faces(b, x[: max(batch, 8)], batch)
-        for _ in range(repeats):
-            for name, b in backends.items():
-                times[name].append(time_faces(b, x, batch))
+        names = list(backends)
+        for r in range(repeats):
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                times[name].append(time_faces(backends[name], x, batch))
         for name in backends:
             rows.append(
                 {"backend": name, "batch": batch, "faces_per_s": len(x) / statistics.median(times[name])}
@@ -140,7 +143,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--run", type=Path, nargs="+", default=None,
         help="run directory or .pt; several: their ensemble (default: the shipped model's .pt)",
     )  # fmt: skip
-    p.add_argument("--repeats", type=int, default=5, help="timed repeats per measurement (median reported)")
+    p.add_argument(
+        "--repeats", type=int, default=8, help="timed repeats per measurement, median reported (default 8: "
+        "each of the 4 backends in each position of the rotating order twice)",
+    )  # fmt: skip
     p.add_argument("--warmup", type=int, default=2, help="untimed calls first")
     p.add_argument("--frames", type=int, default=150, help="frames of the generated 640x480 clip (30 fps)")
     p.add_argument(

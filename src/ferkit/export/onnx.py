@@ -146,8 +146,8 @@ def _store_fp16(src: Path, dst: Path) -> None:
     """Every float32 weight stored as float16 and cast back when the session is created.
 
     Half the file size; onnxruntime folds the Casts into constants at load time, so inference runs
-    the same float32 graph at the same speed, only with weights rounded to fp16 (which trained
-    networks tolerate: the difference in probabilities is printed after export).
+    the same optimized float32 graph, only with weights rounded to fp16 (which trained networks
+    tolerate: the difference in probabilities is printed after export).
     """
     model = onnx.load(str(src))
     graph = model.graph
