@@ -39,6 +39,7 @@ from ferkit.inference import Recognizer, make_detector
 from ferkit.inference.backends import OnnxBackend, TorchBackend
 from ferkit.inference.recognizer import ASSETS
 from ferkit.inference.video import process_video
+from ferkit.models.factory import checkpoint_file
 
 
 def time_faces(backend, x: np.ndarray, batch: int) -> float:
@@ -130,7 +131,7 @@ def snapshot(models: list[Path], tmp: Path) -> list[Path]:
     """Private copies of the checkpoints: a run still training may replace best.pt between the loads."""
     copies = []
     for i, model in enumerate(models):
-        source = model / "checkpoints" / "best.pt" if model.is_dir() else model
+        source = checkpoint_file(model)
         if not source.is_file():
             sys.exit(f"{source}: no checkpoint here")
         copies.append(Path(shutil.copyfile(source, tmp / f"model{i}.pt")))

@@ -27,6 +27,7 @@ from ferkit.evaluation.evaluate import evaluate
 from ferkit.export.onnx import ExportReport, export_onnx
 from ferkit.fileio import atomic_write_text
 from ferkit.models.ensemble import ensemble_bundle
+from ferkit.models.factory import checkpoint_file
 from ferkit.training.checkpoint import atomic_save
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +36,7 @@ ASSETS = ROOT / "src" / "ferkit" / "assets"
 
 def fp16_bundle(run: Path) -> dict:
     """The best checkpoint's model bundle with floating-point tensors stored as fp16 (half the size)."""
-    ckpt = torch.load(run / "checkpoints" / "best.pt", map_location="cpu", weights_only=False)
+    ckpt = torch.load(checkpoint_file(run), map_location="cpu", weights_only=False)
     bundle = ckpt["model"]
     bundle["state_dict"] = {
         k: v.half() if v.is_floating_point() else v for k, v in bundle["state_dict"].items()

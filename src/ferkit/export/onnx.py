@@ -38,7 +38,7 @@ class ExportReport:
     max_diff_stored: float | None = None  # of the fp16/int8 file, when one was asked for
     split: str | None = None
     split_size: int = 0
-    accuracy: dict[str, float] | None = None  # {"torch", "onnx_fp32"[, "onnx_int8"]} on the split
+    accuracy: dict[str, float] | None = None  # {"torch", "onnx_fp32"[, "onnx_fp16"|"onnx_int8"]} on the split
 
     def lines(self) -> list[str]:
         """Human-readable summary (the CLI prints these)."""

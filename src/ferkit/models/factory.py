@@ -124,11 +124,15 @@ def load_bundle(bundle: dict) -> tuple[nn.Module, list[str], Preprocessing]:
     return model.eval(), list(bundle["class_names"]), pp
 
 
+def checkpoint_file(path: str | os.PathLike) -> Path:
+    """A ``.pt`` file as given, or a run directory's best checkpoint."""
+    path = Path(path)
+    return path / "checkpoints" / "best.pt" if path.is_dir() else path
+
+
 def read_bundle(path: str | os.PathLike) -> dict:
     """The model bundle of ``best.pt``/``last.pt``/a shipped ``.pt``, or of a run directory's best."""
-    path = Path(path)
-    if path.is_dir():
-        path = path / "checkpoints" / "best.pt"
+    path = checkpoint_file(path)
     if not path.is_file():
         raise FerkitError(f"{path}: no checkpoint here (expected a run directory or a .pt file)")
     try:
