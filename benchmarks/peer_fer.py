@@ -71,7 +71,7 @@ def run_ferkit(args: argparse.Namespace, images: np.ndarray) -> dict:
     from ferkit.inference import Recognizer
 
     torch.set_num_threads(args.threads)
-    rec = Recognizer.default("none") if args.model is None else Recognizer.from_path(args.model, "none")
+    rec = Recognizer.load(args.model, detector="none")
     if args.tta is not None:
         rec.tta = args.tta
     rec.probabilities(images[:32], args.batch)  # warm-up

@@ -20,7 +20,8 @@ from ferkit.inference.recognizer import (
 ModelOpt = Annotated[
     str | None,
     typer.Option(
-        "--model", help="Run directory, .pt checkpoint or exported .onnx (default: the shipped model)."
+        "--model",
+        help="default | fast (shipped models), a run directory, .pt checkpoint or exported .onnx.",
     ),
 ]
 DetectorOpt = Annotated[
@@ -49,10 +50,7 @@ def load_recognizer(
     model: str | None, detector: str, yunet_model: Path | None, device: str, tta: str | None = None
 ) -> Recognizer:
     """The recognizer for the CLI options; the detector is built now, so a missing file fails early."""
-    if model is None:
-        rec = Recognizer.default(detector, yunet_model)
-    else:
-        rec = Recognizer.from_path(model, detector, device, yunet_model)
+    rec = Recognizer.load(model, detector, device, yunet_model)
     if tta is not None:
         rec.tta = tta
     rec.detector  # noqa: B018

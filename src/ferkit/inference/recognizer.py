@@ -25,8 +25,9 @@ from ferkit.inference.detect import Box, Detector, as_hwc, make_detector
 from ferkit.models.preprocess import Preprocessing, match_channels, prepare, resize_batch
 
 ASSETS = resources.files("ferkit") / "assets"
-DEFAULT_MODELS = ("default_model.onnx", "default_model.pt")  # in ASSETS, the first found wins
-DEFAULT_TTA = "flip"  # for the shipped model: its card's headline accuracy is measured with it
+# Models shipped in ASSETS as ``{name}_model.onnx`` (else ``.pt``), with the TTA their card's headline
+# accuracy is measured with: the accurate default uses flip, the fast tier trades it for speed.
+SHIPPED_TTA = {"default": "flip", "fast": "none"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif")
 
 
@@ -230,28 +231,55 @@ class Recognizer:
     @classmethod
     def default(
         cls,
+        name: str = "default",
         detector: Detector | str = "yunet",
         yunet_model: str | os.PathLike | None = None,
-        tta: str = DEFAULT_TTA,
+        tta: str | None = None,
     ) -> Recognizer:
-        """The model shipped inside the package, from ``ferkit/assets/``, with flip TTA (the setting
-        its model card's headline accuracy was measured with; ``tta="none"`` halves the compute).
+        """A model shipped inside the package (``ferkit/assets/``): ``"default"`` (accurate, flip TTA)
+        or ``"fast"`` (the distilled fast tier, no TTA); ``tta`` overrides the model's own setting.
 
-        ``default_model.onnx`` (a ``ferkit export`` file: runs without torch) is preferred, else
-        ``default_model.pt`` (a checkpoint holding a model bundle: torch backend on the CPU).
-        Nothing is ever downloaded; an installation with neither file raises a FerkitError.
+        ``{name}_model.onnx`` (a ``ferkit export`` file: runs without torch) is preferred, else
+        ``{name}_model.pt`` (a checkpoint holding a model bundle: torch backend on the CPU).
+        Nothing is ever downloaded; an installation without the file raises a FerkitError.
         """
-        for name in DEFAULT_MODELS:
-            asset = ASSETS / name
+        if name not in SHIPPED_TTA:
+            raise FerkitError(f"unknown shipped model {name!r}; choose one of {sorted(SHIPPED_TTA)}")
+        for suffix in (".onnx", ".pt"):
+            asset = ASSETS / f"{name}_model{suffix}"
             if asset.is_file():
                 with resources.as_file(asset) as path:
                     rec = cls.from_path(path, detector, "cpu", yunet_model)
-                rec.tta = tta
+                rec.tta = SHIPPED_TTA[name] if tta is None else tta
                 return rec
         raise FerkitError(
-            "no default model is shipped in this installation; use Recognizer.from_run(RUN_DIR) "
+            f"no {name!r} model is shipped in this installation; use Recognizer.from_run(RUN_DIR) "
             "or Recognizer.from_onnx(FILE) (CLI: --model RUN_DIR|FILE.onnx)"
         )
+
+    @classmethod
+    def load(
+        cls,
+        model: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
+        detector: Detector | str = "yunet",
+        device: str = "cpu",
+        yunet_model: str | os.PathLike | None = None,
+    ) -> Recognizer:
+        """The one resolver of a user's model choice, for every entry point (CLI, server, benchmarks).
+
+        Args:
+            model: ``None`` or ``"default"`` / ``"fast"`` (shipped models, see `default`), else a run
+                directory, ``.pt`` or ``.onnx`` file, or several of them (their ensemble).
+            detector: ``yunet``, ``haar``, ``none`` or a Detector.
+            device: torch device for checkpoints (ONNX files always run on onnxruntime's CPU).
+            yunet_model: a YuNet ``.onnx`` file overriding the default one.
+
+        Returns:
+            The recognizer, with the shipped model's TTA for shipped names and ``none`` otherwise.
+        """
+        if model is None or (isinstance(model, str) and model in SHIPPED_TTA):
+            return cls.default(model or "default", detector, yunet_model)
+        return cls.from_path(model, detector, device, yunet_model)
 
     @property
     def tta(self) -> str:
