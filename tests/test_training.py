@@ -15,6 +15,7 @@ import torch
 import yaml
 from conftest import SHARED, TINY_TRAIN
 
+from ferkit.cli.train import with_soft_labels
 from ferkit.data.synthetic import make_synthetic_folders
 from ferkit.errors import FerkitError
 from ferkit.models.factory import build_model, load_checkpoint, resolve_preprocessing
@@ -75,6 +76,8 @@ def test_every_config_runs_one_training_step(config, tmp_path):
         cfg = cfg.model_copy(
             update={"data": cfg.data.model_copy(update={"split": None, "val_split": "test"})}
         )
+    if cfg.train.distill is not None:  # students: soft labels from the shipped teacher, as `ferkit train`
+        cfg = with_soft_labels(cfg)
     steps = []
     prog = Trainer(cfg, tmp_path / "run", callbacks=[lambda t, p: steps.append(p.step)]).fit()
     assert len(steps) == len(cfg.stages)  # one optimizer step per stage

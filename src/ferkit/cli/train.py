@@ -8,7 +8,24 @@ from typing import Annotated
 import typer
 
 from ferkit.errors import FerkitError
-from ferkit.training.config import load_config
+from ferkit.training.config import TrainConfig, load_config
+
+
+def with_soft_labels(cfg: TrainConfig) -> TrainConfig:
+    """Resolve ``train.distill.teacher`` from a model to its (cached) soft-label file, so the saved
+    config names the exact file the run learned from."""
+    from ferkit.data import load_dataset
+    from ferkit.inference.soft_labels import teacher_soft_labels
+
+    kd = cfg.train.distill
+    if not cfg.data.path:
+        raise FerkitError("data.path: no dataset given (use --data PATH)")
+    # The teacher sees each image at the dataset's own size, whatever size the student stores it at.
+    ds = load_dataset(cfg.data.path, color=cfg.data.color, progress=True)
+    path = teacher_soft_labels(kd.teacher, ds, kd.tta)
+    typer.echo(f"teacher {kd.teacher} (tta {kd.tta}): soft labels {path}")
+    kd = kd.model_copy(update={"teacher": str(path)})
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update={"distill": kd})})
 
 
 def train(
@@ -37,6 +54,8 @@ def train(
         cfg = load_config(saved)
     else:
         cfg = load_config(config, sets + ([f"data.path={data}"] if data else []))
+    if cfg.train.distill is not None and not cfg.train.distill.teacher.endswith(".npz"):
+        cfg = with_soft_labels(cfg)
     prog = Trainer(cfg, out).fit(resume=resume)
     if prog.best is not None:
         typer.echo(f"best {cfg.train.monitor} {prog.best:.4f} at epoch {prog.best_epoch}; run in {out}")

@@ -5,7 +5,7 @@ Knows nothing of models or training.
 
 from ferkit.data.dataset import FaceDataset, load_dataset
 from ferkit.data.integrity import analyse, dataset_report, drop_from_training
-from ferkit.data.split import split_pool, stratified_subset
+from ferkit.data.split import split_pool, stratified_subset, wild_halves
 from ferkit.data.weights import balanced_class_weights
 
 __all__ = [
@@ -17,4 +17,5 @@ __all__ = [
     "load_dataset",
     "split_pool",
     "stratified_subset",
+    "wild_halves",
 ]

@@ -68,3 +68,12 @@ def stratified_subset(ds: FaceDataset, n: int, seed: int = 0) -> FaceDataset:
         return ds
     keep = stratified_assign(ds.labels, [n / len(ds), 1 - n / len(ds)], seed) == 0
     return ds.subset(keep)
+
+
+def wild_halves(ds: FaceDataset, seed: int = 0) -> FaceDataset:
+    """A photo pool cut into two fixed stratified halves, ``train`` and ``val``.
+
+    The protocol for a "wild validation set" when only one pool of real photos exists: the ``val``
+    half is never trained on (it scores cross-domain accuracy), the ``train`` half may be.
+    """
+    return split_pool(ds, [0.5, 0.5], ["train", "val"], seed)

@@ -106,6 +106,7 @@ class Detector:
         found = [
             Detection(clip_box(x / scale, y / scale, w / scale, h / scale, width, height), score)
             for x, y, w, h, score in self._find(small)
+            if np.isfinite((x, y, w, h)).all() and w > 0 and h > 0  # YuNet can emit inf/NaN boxes
         ]
         return sorted(found, key=lambda d: -d.box[2] * d.box[3])
 

@@ -64,7 +64,32 @@ def color_jitter(x: torch.Tensor, aug: AugmentSpec, gen: torch.Generator) -> tor
     if aug.saturation and x.shape[1] == 3:
         gray = (x * x.new_tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
         x = (x - gray) * factor(aug.saturation) + gray
-    return x.clamp(0, 1)
+    x = x.clamp(0, 1)
+    if aug.gamma:
+        x = x.clamp_min(1e-6) ** factor(aug.gamma)
+    return x
+
+
+def gaussian_blur(x: torch.Tensor, aug: AugmentSpec, gen: torch.Generator) -> torch.Tensor:
+    """A separable Gaussian blur with its own sigma per selected sample (one grouped convolution)."""
+    n, c, h, w = x.shape
+    sigma = _uniform(n, *aug.blur_sigma, gen, x.device)
+    on = torch.rand(n, generator=gen, device=x.device) < aug.blur_p
+    radius = max(1, math.ceil(3 * aug.blur_sigma[1]))
+    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    k = torch.exp(-(t.view(1, -1) ** 2) / (2 * sigma.view(-1, 1) ** 2))
+    k = torch.where(on.view(-1, 1), k / k.sum(1, keepdim=True), (t == 0).to(x.dtype).expand(n, -1))
+    k = k.repeat_interleave(c, dim=0)  # (n*c, taps): one kernel per sample and channel
+    y = F.pad(x.reshape(1, n * c, h, w), (radius, radius, radius, radius), mode="reflect")
+    y = F.conv2d(y, k.view(n * c, 1, 1, -1), groups=n * c)
+    y = F.conv2d(y, k.view(n * c, 1, -1, 1), groups=n * c)
+    return y.view(n, c, h, w)
+
+
+def sensor_noise(x: torch.Tensor, aug: AugmentSpec, gen: torch.Generator) -> torch.Tensor:
+    on = (torch.rand(x.shape[0], generator=gen, device=x.device) < aug.noise_p).to(x.dtype)
+    noise = torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype)
+    return (x + noise * aug.noise_std * on.view(-1, 1, 1, 1)).clamp(0, 1)
 
 
 def random_erasing(x: torch.Tensor, aug: AugmentSpec, gen: torch.Generator) -> torch.Tensor:
@@ -100,8 +125,12 @@ def augment_batch(
     x = F.grid_sample(x, grid, mode=pp.interpolation, padding_mode=aug.fill, align_corners=False)
     if pp.interpolation == "bicubic":
         x = x.clamp(0, 1)
-    if aug.brightness or aug.contrast or aug.saturation:
+    if aug.brightness or aug.contrast or aug.saturation or aug.gamma:
         x = color_jitter(x, aug, gen)
+    if aug.blur_p > 0:
+        x = gaussian_blur(x, aug, gen)
+    if aug.noise_p > 0:
+        x = sensor_noise(x, aug, gen)
     return normalize_erase(x, aug, pp, gen)
 
 

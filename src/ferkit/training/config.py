@@ -57,6 +57,12 @@ class AugmentSpec(Strict):
     erasing_scale: tuple[float, float] = (0.02, 0.33)
     erasing_ratio: tuple[float, float] = (0.3, 3.3)
     fill: Literal["reflection", "border", "zeros"] = "reflection"
+    # Photo-like degradations, so a model trained on one dataset copes with other cameras.
+    gamma: float = Field(0.0, ge=0, lt=1, description="gamma in [1-gamma, 1+gamma], with jitter_p")
+    blur_p: float = Field(0.0, ge=0, le=1, description="probability of a Gaussian blur (out of focus)")
+    blur_sigma: tuple[float, float] = Field((0.3, 1.5), description="blur sigma range, input pixels")
+    noise_p: float = Field(0.0, ge=0, le=1, description="probability of Gaussian sensor noise")
+    noise_std: float = Field(0.03, ge=0, description="noise standard deviation, intensity in [0, 1]")
 
 
 class OptimizerSpec(Strict):
@@ -104,6 +110,17 @@ class StageSpec(Strict):
         return self
 
 
+class DistillSpec(Strict):
+    """Learn from a teacher's probabilities as well as the labels (Hinton et al., 2015)."""
+
+    teacher: str = Field(
+        description="soft-label .npz, or a model (default | run dir | .onnx) to compute one with (cached)"
+    )
+    temperature: float = Field(4.0, gt=0)
+    alpha: float = Field(0.7, ge=0, le=1, description="weight of the teacher term; 1 - alpha: the labels")
+    tta: Literal["none", "flip"] = Field("flip", description="teacher TTA when computing soft labels")
+
+
 class TrainSpec(Strict):
     batch_size: int = Field(64, ge=1)
     eval_batch_size: int = Field(256, ge=1)
@@ -118,6 +135,7 @@ class TrainSpec(Strict):
     checkpoint_every_steps: int | None = Field(None, ge=1, description="also save last.pt mid-epoch")
     checkpoint_every_minutes: float | None = Field(10.0, gt=0)
     threads: int | None = Field(None, ge=1, description="CPU threads (None = torch default)")
+    distill: DistillSpec | None = None
 
 
 class TrainConfig(Strict):

@@ -21,6 +21,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 from tqdm.auto import tqdm
 
+from ferkit.data.soft_labels import SoftLabels
 from ferkit.data.weights import balanced_class_weights
 from ferkit.errors import FerkitError
 from ferkit.fileio import atomic_write_text
@@ -31,6 +32,7 @@ from ferkit.training.augment import augment_batch
 from ferkit.training.checkpoint import atomic_save, rng_state, seed_everything, set_rng_state
 from ferkit.training.config import StageSpec, TrainConfig, dump_config
 from ferkit.training.data import BatchSource, TrainData, prepare_data
+from ferkit.training.distill import distill_loss
 from ferkit.training.optim import apply_freezing, build_optimizer, build_scheduler, set_train_mode
 
 METRIC_COLUMNS = [
@@ -116,6 +118,11 @@ class Trainer:
         self.criterion = nn.CrossEntropyLoss(weight=weights, label_smoothing=cfg.train.label_smoothing)
         self.source = BatchSource(data.train, self.device, cfg.data.on_device)
         self.labels = torch.from_numpy(data.train.labels).to(self.device)
+        self.teacher = None
+        if cfg.train.distill is not None:
+            path = cfg.train.distill.teacher
+            soft = SoftLabels.load(path).for_dataset(data.train, f"train.distill.teacher {path}")
+            self.teacher = torch.from_numpy(soft).float().to(self.device)
         per_rank = len(data.train) // self.world
         self.per_rank = per_rank
         self.steps_per_epoch = max(1, per_rank // cfg.train.batch_size)
@@ -257,9 +264,9 @@ class Trainer:
         try:
             while prog.step < self.steps_per_epoch:
                 idx = order[prog.step * bs : (prog.step + 1) * bs]
-                loss, hits = self._train_step(
-                    self.source.get(idx), self.labels[torch.from_numpy(idx).to(self.device)]
-                )
+                at = torch.from_numpy(idx).to(self.device)
+                soft = None if self.teacher is None else self.teacher[at]
+                loss, hits = self._train_step(self.source.get(idx), self.labels[at], soft)
                 loss_sum += loss.double() * len(idx)
                 correct += hits
                 prog.step += 1
@@ -293,7 +300,9 @@ class Trainer:
         minutes = cfg.checkpoint_every_minutes
         return self.world == 1 and minutes is not None and time.monotonic() - self._last_save > minutes * 60
 
-    def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def _train_step(
+        self, images: torch.Tensor, labels: torch.Tensor, soft: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg.train
         x = augment_batch(images, self.cfg.augment, self.pp, self.gen)
         if cfg.channels_last:
@@ -303,6 +312,9 @@ class Trainer:
         ):
             logits = self.net(x)
         loss = self.criterion(logits.float(), labels)
+        if soft is not None:
+            kd = self.cfg.train.distill
+            loss = (1 - kd.alpha) * loss + kd.alpha * distill_loss(logits, soft, kd.temperature)
         self.scaler.scale(loss).backward()
         if cfg.grad_clip:
             self.scaler.unscale_(self.opt)
