@@ -499,6 +499,12 @@ def test_cli_video_writes_csv_plot_and_annotated_video(tiny_run, tmp_path):
     assert "either a video file or --webcam" in str(res.exception)
 
 
+def test_int8_export_needs_calibration_faces(tiny_run, tmp_path):
+    with pytest.raises(FerkitError, match="int8 export calibrates on real faces: give --data"):
+        export_onnx(tiny_run, tmp_path / "q.onnx", weights="int8")
+    assert not (tmp_path / "q.onnx").exists()
+
+
 def test_cli_export_int8_reports_difference_and_accuracy(tiny_run, tmp_path):
     out = tmp_path / "m" / "int8.onnx"
     args = ["export", str(tiny_run), "--onnx", str(out), "--int8", "--data", str(tiny_run.parent / "faces"),
@@ -510,8 +516,39 @@ def test_cli_export_int8_reports_difference_and_accuracy(tiny_run, tmp_path):
         "accuracy on split 'test' (40 images): torch" in res.output and "int8 accuracy change" in res.output
     )
     assert sorted(p.name for p in out.parent.iterdir()) == ["int8.onnx"]  # no temporary files left
-    graph = onnx.load(str(out)).graph
-    assert any(n.op_type in ("ConvInteger", "MatMulInteger", "DynamicQuantizeLinear") for n in graph.node)
+    model = onnx.load(str(out))
+    ops = {n.op_type for n in model.graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # static QDQ ...
+    assert not ops & {"ConvInteger", "MatMulInteger", "DynamicQuantizeLinear"}  # ... not dynamic
+    int8_weights = [i for i in model.graph.initializer if i.data_type == onnx.TensorProto.INT8]
+    assert any(len(i.dims) == 4 for i in int8_weights)  # conv weights stored as int8
+    scales = {i.name: onnx.numpy_helper.to_array(i) for i in model.graph.initializer}
+    assert any(v.ndim == 1 and v.size > 1 for k, v in scales.items() if "scale" in k)  # per channel
+    check = json.loads({p.key: p.value for p in model.metadata_props}["ferkit.int8_check"])
+    assert (
+        check["split"] == "test" and check["n"] == 40 and set(check["accuracy"]) >= {"onnx_fp32", "onnx_int8"}
+    )
+    drop = 100 * (check["accuracy"]["onnx_fp32"] - check["accuracy"]["onnx_int8"])
+    assert (check["warning"] is not None) == (drop > 1.0) and ("WARNING" in res.output) == (drop > 1.0)
     rec = Recognizer.from_onnx(out, detector="none")
     assert rec.class_names == list(CLASSES)
     assert len(rec.predict_faces([np.zeros((48, 48), np.uint8)] * 70)) == 70  # dynamic batch axis
+
+
+def test_threads_option_reaches_the_onnx_session(tiny_run, tmp_path):
+    out = tmp_path / "t.onnx"
+    export_onnx(tiny_run, out, samples=8)
+    rec = Recognizer.load(str(out), detector="none", threads=1)
+    assert rec.backend.session.get_session_options().intra_op_num_threads == 1
+    default = Recognizer.load(str(out), detector="none")
+    assert default.backend.session.get_session_options().intra_op_num_threads == 0  # onnxruntime: per core
+    assert (
+        Recognizer.default(detector="none", threads=1)
+        .backend.session.get_session_options()
+        .intra_op_num_threads
+        == 1
+    )
+    with pytest.raises(FerkitError, match="threads must be >= 1, not 0"):
+        Recognizer.load(str(out), detector="none", threads=0)
+    res = CliRunner().invoke(app, ["predict", str(tmp_path), "--model", str(out), "--threads", "0"])
+    assert res.exit_code != 0 and "--threads" in res.output

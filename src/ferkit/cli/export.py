@@ -14,7 +14,13 @@ def export(
         typer.Argument(help="Run directory (its best checkpoint) or .pt file; several → one ensemble model."),
     ],
     onnx_out: Annotated[Path, typer.Option("--onnx", help="ONNX file to write.")],
-    int8: Annotated[bool, typer.Option("--int8", help="Dynamically quantize the weights to int8.")] = False,
+    int8: Annotated[
+        bool,
+        typer.Option(
+            "--int8",
+            help="Static int8 (QDQ, per-channel), calibrated on --data's training split; checked on --split.",
+        ),
+    ] = False,
     fp16: Annotated[
         bool, typer.Option("--fp16", help="Store the weights as fp16 (half the file; computed in fp32).")
     ] = False,

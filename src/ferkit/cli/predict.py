@@ -46,11 +46,22 @@ TtaOpt = Annotated[
 ]
 
 
+ThreadsOpt = Annotated[
+    int | None,
+    typer.Option("--threads", min=1, help="onnxruntime threads for ONNX models (default: one per core)."),
+]
+
+
 def load_recognizer(
-    model: str | None, detector: str, yunet_model: Path | None, device: str, tta: str | None = None
+    model: str | None,
+    detector: str,
+    yunet_model: Path | None,
+    device: str,
+    tta: str | None = None,
+    threads: int | None = None,
 ) -> Recognizer:
     """The recognizer for the CLI options; the detector is built now, so a missing file fails early."""
-    rec = Recognizer.load(model, detector, device, yunet_model)
+    rec = Recognizer.load(model, detector, device, yunet_model, threads)
     if tta is not None:
         rec.tta = tta
     rec.detector  # noqa: B018
@@ -82,6 +93,7 @@ def predict(
     batch_size: BatchOpt = 64,
     device: DeviceOpt = "cpu",
     tta: TtaOpt = None,
+    threads: ThreadsOpt = None,
 ) -> None:
     """Detect faces and recognise their expressions; unreadable files are reported, not fatal."""
     from contextlib import ExitStack
@@ -89,7 +101,7 @@ def predict(
     from ferkit.inference.annotate import annotate, annotated_path, write_image
 
     paths = expand_inputs(inputs)
-    rec = load_recognizer(model, detector, yunet_model, device, tta)
+    rec = load_recognizer(model, detector, yunet_model, device, tta, threads)
     counts = {"images": 0, "faces": 0, "no face": 0, "unreadable": 0}
     used: set[str] = set()
     typer.echo(f"{'image':<40} {'face':>4}  {'box x,y,w,h':<20} {'label':<10} score")

@@ -2,17 +2,17 @@
 
 The class names and preprocessing are embedded in the file's ``metadata_props``, so
 ``Recognizer.from_onnx(file)`` needs nothing else. After export the file is run with onnxruntime
-on sample inputs and compared with the torch model; fp16 storage halves the file, int8 dynamically
-quantizes the weights, and, given a data split, the accuracy of both versions on it is reported.
+on sample inputs and compared with the torch model; fp16 storage halves the file, int8 is a static,
+calibrated QDQ graph (`ferkit.export.quantize`), and, given a data split, the accuracy of every
+version on it is reported (an int8 drop above ``INT8_WARN_POINTS`` is a warning, also stored in the
+file's metadata).
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,10 +21,14 @@ import onnx
 import torch
 
 from ferkit.errors import FerkitError
+from ferkit.export.quantize import quantize_static_int8
 from ferkit.inference.backends import META_CLASSES, META_PREPROCESSING, ModelPaths, OnnxBackend, TorchBackend
 from ferkit.models.preprocess import Preprocessing, prepare
 
 DEFAULT_OPSET = 18  # the lowest opset the torch.export-based exporter emits
+CALIBRATION_IMAGES = 512  # int8: faces from the training split that set the activation ranges
+INT8_WARN_POINTS = 1.0  # int8 accuracy this far below fp32 (points) is a warning
+META_INT8 = "ferkit.int8_check"
 
 
 @dataclass
@@ -32,7 +36,7 @@ class ExportReport:
     """What was written and how closely it matches the torch model."""
 
     path: Path
-    weights: str  # "fp32" | "fp16" (stored as fp16, computed in fp32) | "int8"
+    weights: str  # "fp32" | "fp16" (stored as fp16, computed in fp32) | "int8" (static QDQ)
     samples: int  # sample inputs used for the comparison
     max_diff_fp32: float  # max |p_onnx - p_torch| over all samples and classes
     max_diff_stored: float | None = None  # of the fp16/int8 file, when one was asked for
@@ -55,6 +59,8 @@ class ExportReport:
             if stored in self.accuracy and stored != "onnx_fp32":
                 change = 100 * (self.accuracy[stored] - self.accuracy["onnx_fp32"])
                 out.append(f"{self.weights} accuracy change vs fp32: {change:+.2f} points")
+                if change < -INT8_WARN_POINTS:
+                    out.append(f"WARNING: {self.weights} loses more than {INT8_WARN_POINTS:g} point(s)")
         return out
 
 
@@ -111,37 +117,6 @@ def _add_metadata(path: Path, class_names: list[str], pp: Preprocessing) -> None
     onnx.save(model, str(path))
 
 
-@contextmanager
-def _quiet_root_logger():
-    """onnxruntime.quantization logs benign warnings on the root logger (e.g. 'consider pre-processing')."""
-    previous = logging.root.manager.disable
-    logging.disable(logging.WARNING)
-    try:
-        yield
-    finally:
-        logging.disable(previous)
-
-
-def _quantize(src: Path, dst: Path) -> None:
-    """Dynamic int8 quantization (uint8 weights) of every convolution and matmul except two kinds.
-
-    Kept in fp32: the first convolution (raw pixels in) — quantizing it alone dropped a FER2013
-    lite0 model from 61 % to 31 % accuracy — and depthwise convolutions, for which onnxruntime's
-    ConvInteger kernel is slow. QInt8 weights were slower still with ConvInteger on the CPUs tested.
-    """
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    graph = onnx.load(str(src)).graph
-    inputs = {i.name for i in graph.input}
-    keep = [
-        n.name for n in graph.node
-        if n.op_type == "Conv"
-        and (inputs & set(n.input) or any(a.name == "group" and a.i > 1 for a in n.attribute))
-    ]  # fmt: skip
-    with _quiet_root_logger():
-        quantize_dynamic(str(src), str(dst), weight_type=QuantType.QUInt8, nodes_to_exclude=keep)
-
-
 def _store_fp16(src: Path, dst: Path) -> None:
     """Every float32 weight stored as float16 and cast back when the session is created.
 
@@ -166,6 +141,27 @@ def _store_fp16(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
+def _calibration(data: str | os.PathLike, pp: Preprocessing) -> np.ndarray:
+    """Prepared faces from the training split of ``data`` (stratified, seeded) for int8 calibration."""
+    from ferkit.data import load_dataset, stratified_subset
+
+    ds = load_dataset(data)
+    if "train" not in ds.split_names():
+        raise FerkitError(f"{data}: int8 calibration needs a 'train' split; it has {ds.split_names()}")
+    train = stratified_subset(ds.split("train"), CALIBRATION_IMAGES, seed=0)
+    return prepare(train.images, pp)
+
+
+def _int8_metadata(path: Path, accuracy: dict[str, float] | None, split: str | None, n: int) -> None:
+    model = onnx.load(str(path))
+    check = {"calibration_images": CALIBRATION_IMAGES, "split": split, "n": n, "accuracy": accuracy}
+    if accuracy:
+        drop = 100 * (accuracy["onnx_fp32"] - accuracy["onnx_int8"])
+        check["warning"] = f"int8 is {drop:.2f} points below fp32" if drop > INT8_WARN_POINTS else None
+    model.metadata_props.add(key=META_INT8, value=json.dumps(check))
+    onnx.save(model, str(path))
+
+
 def _split_accuracy(backends: dict, data: str | os.PathLike, split: str, class_names: list[str]) -> tuple:
     """Accuracy of each backend on one split of a dataset (labels matched to the model by class name)."""
     from ferkit.data import load_dataset
@@ -185,7 +181,7 @@ def _split_accuracy(backends: dict, data: str | os.PathLike, split: str, class_n
     return {k: v / max(len(ds), 1) for k, v in correct.items()}, len(ds)
 
 
-STORAGE = {"fp32": None, "fp16": _store_fp16, "int8": _quantize}  # weight storage → converter
+WEIGHTS = ("fp32", "fp16", "int8")
 
 
 def export_onnx(
@@ -197,18 +193,29 @@ def export_onnx(
     split: str | None = None,
     samples: int = 64,
 ) -> ExportReport:
-    """Export ``run`` (run directory or .pt; several → one ensemble graph) to ``out`` with
-    ``weights`` "fp32", "fp16" (stored as fp16, computed in fp32: half the size) or "int8"
-    (dynamically quantized).
+    """Export ``run`` (run directory or .pt; several → one ensemble graph) to ``out``.
 
-    The fp32 graph is always built and compared with torch; with ``data`` and ``split`` the
-    accuracy of torch, ONNX fp32 (and the fp16/int8 file) on that split is measured. The output
-    appears atomically, only after every check has passed.
+    Args:
+        run: run directory or checkpoint, or several (exported as one ensemble graph).
+        out: the ``.onnx`` file to write (atomically, after every check passed).
+        weights: "fp32"; "fp16" (stored as fp16, computed in fp32: half the size); "int8" (static
+            QDQ, per-channel weights, activations calibrated on ``CALIBRATION_IMAGES`` faces of
+            ``data``'s training split: needs ``data``).
+        opset: ONNX opset.
+        data, split: measure the accuracy of torch, ONNX fp32 and the stored version on this split.
+        samples: synthetic faces on which the probabilities are compared with torch.
+
+    Returns:
+        The report: file, probability differences, accuracies.
     """
-    if weights not in STORAGE:
-        raise FerkitError(f"weights must be one of {', '.join(STORAGE)}, not {weights!r}")
+    if weights not in WEIGHTS:
+        raise FerkitError(f"weights must be one of {', '.join(WEIGHTS)}, not {weights!r}")
     if (data is None) != (split is None):
         raise FerkitError("give both --data and --split to measure accuracy on a split (or neither)")
+    if weights == "int8" and data is None:
+        raise FerkitError(
+            "int8 export calibrates on real faces: give --data (its training split) and --split (checked)"
+        )
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise FerkitError(f"{out}: the output file name must end in .onnx")
@@ -225,7 +232,10 @@ def export_onnx(
         final = fp32
         if weights != "fp32":
             final = Path(tmp) / f"{weights}.onnx"
-            STORAGE[weights](fp32, final)
+            if weights == "fp16":
+                _store_fp16(fp32, final)
+            else:
+                quantize_static_int8(fp32, final, _calibration(data, pp))
             _add_metadata(final, names, pp)
             backends[f"onnx_{weights}"] = OnnxBackend.from_file(final)
         diffs = {
@@ -234,6 +244,8 @@ def export_onnx(
             if k != "torch"
         }
         accuracy, n = _split_accuracy(backends, data, split, names) if data is not None else (None, 0)
+        if weights == "int8":
+            _int8_metadata(final, accuracy, split, n)
         os.replace(final, out)
     stored = diffs.get(f"onnx_{weights}") if weights != "fp32" else None
     return ExportReport(out, weights, len(x), diffs["onnx_fp32"], stored, split, n, accuracy)

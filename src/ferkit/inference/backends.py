@@ -85,11 +85,18 @@ class OnnxBackend:
 
     @classmethod
     def from_file(cls, path: str | os.PathLike, threads: int | None = None) -> OnnxBackend:
+        """Open an exported model; ``threads`` = onnxruntime intra-op threads (None: one per core).
+
+        Idle worker threads spin for a while before sleeping (onnxruntime's default): measured
+        faster at batch 1 and 256 on an idle 2-core machine (benchmarks/inference_speed.py).
+        """
         import onnxruntime as ort
 
         path = Path(path)
         if not path.is_file():
             raise FerkitError(f"{path}: ONNX model file not found")
+        if threads is not None and threads < 1:
+            raise FerkitError(f"threads must be >= 1, not {threads}")
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads

@@ -210,9 +210,11 @@ class Recognizer:
         path: str | os.PathLike,
         detector: Detector | str = "yunet",
         yunet_model: str | os.PathLike | None = None,
+        threads: int | None = None,
     ) -> Recognizer:
-        """A model exported with ``ferkit export`` (onnxruntime; torch is not imported)."""
-        return cls(OnnxBackend.from_file(path), detector, yunet_model)
+        """A model exported with ``ferkit export`` (onnxruntime; torch is not imported); ``threads``:
+        onnxruntime's intra-op threads (None: one per core)."""
+        return cls(OnnxBackend.from_file(path, threads), detector, yunet_model)
 
     @classmethod
     def from_path(
@@ -221,11 +223,13 @@ class Recognizer:
         detector: Detector | str = "yunet",
         device: str = "cpu",
         yunet_model: str | os.PathLike | None = None,
+        threads: int | None = None,
     ) -> Recognizer:
-        """``.onnx`` → `from_onnx`, anything else (run directories, ``.pt`` files) → `from_run`."""
+        """``.onnx`` → `from_onnx` (with ``threads``), anything else (run directories, ``.pt``
+        files) → `from_run`."""
         paths = as_paths(path)
         if len(paths) == 1 and str(paths[0]).lower().endswith(".onnx"):
-            return cls.from_onnx(paths[0], detector, yunet_model)
+            return cls.from_onnx(paths[0], detector, yunet_model, threads)
         return cls.from_run(path, detector, device, yunet_model)
 
     @classmethod
@@ -235,6 +239,7 @@ class Recognizer:
         detector: Detector | str = "yunet",
         yunet_model: str | os.PathLike | None = None,
         tta: str | None = None,
+        threads: int | None = None,
     ) -> Recognizer:
         """A model shipped inside the package (``ferkit/assets/``): ``"default"`` (accurate, flip TTA)
         or ``"fast"`` (the distilled fast tier, no TTA); ``tta`` overrides the model's own setting.
@@ -249,7 +254,7 @@ class Recognizer:
             asset = ASSETS / f"{name}_model{suffix}"
             if asset.is_file():
                 with resources.as_file(asset) as path:
-                    rec = cls.from_path(path, detector, "cpu", yunet_model)
+                    rec = cls.from_path(path, detector, "cpu", yunet_model, threads)
                 rec.tta = SHIPPED_TTA[name] if tta is None else tta
                 return rec
         raise FerkitError(
@@ -264,6 +269,7 @@ class Recognizer:
         detector: Detector | str = "yunet",
         device: str = "cpu",
         yunet_model: str | os.PathLike | None = None,
+        threads: int | None = None,
     ) -> Recognizer:
         """The one resolver of a user's model choice, for every entry point (CLI, server, benchmarks).
 
@@ -273,13 +279,14 @@ class Recognizer:
             detector: ``yunet``, ``haar``, ``none`` or a Detector.
             device: torch device for checkpoints (ONNX files always run on onnxruntime's CPU).
             yunet_model: a YuNet ``.onnx`` file overriding the default one.
+            threads: onnxruntime intra-op threads for ONNX models (None: one per core).
 
         Returns:
             The recognizer, with the shipped model's TTA for shipped names and ``none`` otherwise.
         """
         if model is None or (isinstance(model, str) and model in SHIPPED_TTA):
-            return cls.default(model or "default", detector, yunet_model)
-        return cls.from_path(model, detector, device, yunet_model)
+            return cls.default(model or "default", detector, yunet_model, threads=threads)
+        return cls.from_path(model, detector, device, yunet_model, threads)
 
     @property
     def tta(self) -> str:
