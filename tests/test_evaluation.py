@@ -15,7 +15,7 @@ from sklearn import metrics as skm
 
 from ferkit.data import load_dataset
 from ferkit.evaluation.compare import compare
-from ferkit.evaluation.evaluate import ensemble_proba, evaluate, load_run
+from ferkit.evaluation.evaluate import evaluate, load_model, stored_probabilities
 from ferkit.evaluation.explain import explain
 from ferkit.evaluation.metrics import expected_calibration_error
 from ferkit.models.predict import predict_proba
@@ -93,7 +93,8 @@ def test_expected_calibration_error_known_values():
 
 
 def test_tta_changes_probabilities_and_keeps_shapes(tiny_run):
-    run = load_run(tiny_run)
+    run = load_model([tiny_run])
+    run.model = run.torch_model
     ds = load_dataset(tiny_run.parent / "faces").split("test")
     base = predict_proba(run.model, ds.images, run.pp, tta="none")
     for tta in ("flip", "tencrop"):
@@ -115,12 +116,12 @@ def test_ensemble_is_the_mean_of_its_members(tiny_run, tmp_path):
     data = tiny_run.parent / "faces"
     other = tmp_path / "other"
     Trainer(load_config(None, [*TINY_TRAIN, f"data.path={data}", "seed=7", "stages.0.epochs=1"]), other).fit()
-    a, b = load_run(tiny_run), load_run(other)
     ds = load_dataset(data).split("test")
-    mean = ensemble_proba([a, b], ds, "none")
-    np.testing.assert_allclose(mean, (ensemble_proba([a], ds, "none") + ensemble_proba([b], ds, "none")) / 2)
+    mean = stored_probabilities(load_model([tiny_run, other]), ds, "none")
+    members = [stored_probabilities(load_model([r]), ds, "none") for r in (tiny_run, other)]
+    np.testing.assert_allclose(mean, sum(members) / 2, atol=1e-6)
     m = evaluate([tiny_run, other], str(data), tmp_path / "ens", split="test", gradcam_per_class=0)
-    assert m["runs"] == [str(tiny_run), str(other)]
+    assert m["models"] == [str(tiny_run), str(other)]
     assert m["accuracy"] == pytest.approx(float((mean.argmax(1) == ds.labels).mean()))
 
 
@@ -167,7 +168,7 @@ def test_cli_evaluate_and_bad_input(tiny_run, tmp_path):
     assert res.exit_code == 0, res.output
     assert "accuracy" in res.output and json.loads((tmp_path / "e/metrics.json").read_text())["tta"] == "flip"
     res = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--data", data])
-    assert "not a run directory" in str(res.exception)
+    assert "no checkpoint here" in str(res.exception)
     res = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--data", data, "--tta", "mirror"])
     assert "--tta must be" in str(res.exception)
 

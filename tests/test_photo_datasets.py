@@ -9,6 +9,7 @@ import pytest
 from conftest import TINY_TRAIN
 from photo_fixtures import make_photo_pool
 
+from ferkit.errors import FerkitError
 from ferkit.models.preprocess import resize_batch
 from ferkit.training.config import load_config
 from ferkit.training.engine import Trainer
@@ -51,3 +52,120 @@ def test_train_and_evaluate_on_photos_whose_size_does_not_divide_the_input(
     assert m["n"] == 5 and 0 <= m["accuracy"] <= 1
     saved = json.loads((tmp_path / "eval/metrics.json").read_text())
     assert saved["n"] == 5
+
+
+# ---------------------------------------------------------------- one split resolver (item 2)
+
+
+def test_pool_split_is_never_applied_to_pre_split_data(fer_csv):
+    from ferkit.data import DataSpec, SplitSpec, load_splits
+
+    pool = SplitSpec(ratios=[0.7, 0.15, 0.15])
+    ds, info = load_splits(DataSpec(path=str(fer_csv), split=pool), progress=False)
+    official, _ = load_splits(DataSpec(path=str(fer_csv)), progress=False)
+    assert np.array_equal(ds.splits, official.splits) and info.method == "official"
+    assert "not applied" in info.summary()
+    # an explicit re-split divides train+val again and leaves the official test split where it was
+    again = SplitSpec(ratios=[0.5, 0.5], names=["train", "val"], resplit=True, seed=1)
+    ds, info = load_splits(DataSpec(path=str(fer_csv), split=again), progress=False)
+    assert info.method == "resplit" and info.ratios == [0.5, 0.5]
+    assert np.array_equal(ds.splits == "test", official.splits == "test")
+    with pytest.raises(FerkitError, match="official test split"):
+        load_splits(DataSpec(path=str(fer_csv), split=SplitSpec(ratios=[0.6, 0.2, 0.2], resplit=True)), False)
+    with pytest.raises(FerkitError, match="official test split is never re-split"):
+        load_splits(DataSpec(path=str(fer_csv), split=SplitSpec(ratios=[0.5, 0.5], source="test")), False)
+
+
+def test_run_saves_its_resolved_split_and_export_uses_it(tmp_path, capsys):
+    from ferkit.evaluation.evaluate import evaluate
+    from ferkit.export import export_onnx
+
+    data = make_photo_pool(tmp_path / "photos", [(64, 64)], per_class=6)
+    split = "data.split={ratios: [0.5, 0.25, 0.25], seed: 3}"
+    cfg = load_config(None, [*TINY_TRAIN, f"data.path={data}", split, "stages.0.epochs=1"])
+    Trainer(cfg, tmp_path / "run").fit()
+    assert "pool 0.5/0.25/0.25 → train/val/test, seed 3" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "run/data.json").read_text())["split"]
+    assert saved["method"] == "pool" and saved["seed"] == 3
+    assert {s: sum(c.values()) for s, c in saved["counts"].items()} == {"train": 15, "val": 10, "test": 5}
+    m = evaluate([tmp_path / "run"], str(data), tmp_path / "eval", gradcam_per_class=0)
+    assert (m["split"], m["n"]) == ("test", 5)  # the run's own source: its own test split by default
+    report = export_onnx(tmp_path / "run", tmp_path / "m.onnx", "int8", data=str(data), split="test")
+    assert report.split_size == 5 and set(report.accuracy) == {"torch", "onnx_fp32", "onnx_int8"}
+
+
+# ---------------------------------------------------------------- any model on any dataset (item 5)
+
+
+def test_class_synonyms_map_subset_and_missing_classes():
+    from ferkit.data.classes import match_classes, parse_class_map
+
+    model = ["angry", "disgust", "fear", "happy", "neutral", "sad", "surprise"]
+    m = match_classes(["Anger", "contempt", "happiness", "normal", "surprised", "joy_face"], model,
+                      parse_class_map("joy_face=happy"))  # fmt: skip
+    assert m.to_model.tolist() == [0, -1, 3, 4, 6, 3]
+    assert m.dropped == ["contempt"] and m.absent == ["disgust", "fear", "sad"]
+    assert m.present == [0, 3, 4, 6] and m.renamed["normal"] == "neutral"
+    with pytest.raises(FerkitError, match="not old=new"):
+        parse_class_map("joy")
+    with pytest.raises(FerkitError, match="not one of the model's classes"):
+        match_classes(["joy"], model, {"joy": "glee"})
+
+
+def test_evaluate_run_on_another_dataset_with_other_class_names(tiny_run, tmp_path):
+    """tiny_run knows angry/happy/neutral/sad/surprise; the other dataset spells them its own way,
+    lacks 'sad' and has 'contempt'."""
+    from ferkit.evaluation.evaluate import evaluate
+
+    classes = ("anger", "happiness", "normal", "surprised", "contempt", "Joyful")
+    other = make_photo_pool(tmp_path / "other", [(64, 64)], per_class=3, classes=classes)
+    m = evaluate([tiny_run], str(other), tmp_path / "e", gradcam_per_class=1, class_map={"joyful": "happy"})
+    assert m["split"] == "all" and m["n"] == 15  # a foreign source: all of it, contempt left out
+    assert m["labels"] == ["angry", "happy", "neutral", "surprise"]
+    assert m["classes"]["dropped"] == ["contempt"] and m["classes"]["left_out_items"] == 3
+    assert m["classes"]["absent"] == ["sad"] and len(m["confusion_matrix"]) == 4
+    assert len(m["confusion_matrix"][0]) == 5  # predictions stay over all the model's classes
+    assert any("contempt" in n for n in m["notes"])
+    page = (tmp_path / "e/report.html").read_text()
+    assert "contempt" in page and page.count("data:image/png;base64,") >= 6
+
+
+def test_evaluate_the_shipped_model_with_a_detector_counts_misses(tmp_path):
+    """Whole photos through the same detection and crop path as predict; no face = a miss."""
+    import shutil
+
+    import cv2
+
+    from ferkit.evaluation.evaluate import evaluate
+    from ferkit.inference.recognizer import ASSETS
+
+    root = tmp_path / "photos"
+    for cls in ("happy", "sad"):
+        (root / cls).mkdir(parents=True)
+        shutil.copy(ASSETS / "astronaut.jpg", root / cls / "astronaut.jpg")
+        cv2.imwrite(str(root / cls / "wall.png"), np.full((120, 160, 3), 128, np.uint8))
+    m = evaluate(["default"], str(root), tmp_path / "e", split="all", detector="haar")
+    assert m["n"] == 4 and m["no_face"] == 2 and m["predicted_labels"][-1] == "no face"
+    assert m["accuracy"] <= 0.5 and m["tta"] == "flip"
+    assert sum(row[-1] for row in m["confusion_matrix"]) == 2
+    rows = (tmp_path / "e/predictions.csv").read_text().splitlines()
+    assert sum(",no face," in r for r in rows) == 2
+    assert "2 of 4 images without a face" in (tmp_path / "e/report.html").read_text()
+
+
+def test_cli_evaluate_default_on_several_datasets(tiny_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from ferkit.cli.main import app
+
+    a = make_photo_pool(tmp_path / "a", [(64, 64)], per_class=2, classes=("happy", "sad"))
+    b = make_photo_pool(tmp_path / "b", [(80, 60)], per_class=2, classes=("angry", "surprise"), color=False)
+    res = CliRunner().invoke(app, ["evaluate", "default", "--data", str(a), "--data", str(b),
+                                   "--split", "all", "--out", str(tmp_path / "x")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "x/cross_dataset.json").read_text())
+    assert [r["n"] for r in rows] == [4, 4] and "accuracy" in res.output
+    assert (tmp_path / "x/a/report.html").is_file() and (tmp_path / "x/b/metrics.json").is_file()
+    assert "Cross-dataset" in (tmp_path / "x/report.html").read_text()
+    res = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--data", str(a), "--split", "test"])
+    assert "no split 'test'" in str(res.exception)

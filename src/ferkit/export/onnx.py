@@ -21,7 +21,14 @@ import onnx
 import torch
 
 from ferkit.errors import FerkitError
-from ferkit.inference.backends import META_CLASSES, META_PREPROCESSING, ModelPaths, OnnxBackend, TorchBackend
+from ferkit.inference.backends import (
+    META_CLASSES,
+    META_PREPROCESSING,
+    ModelPaths,
+    OnnxBackend,
+    TorchBackend,
+    as_paths,
+)
 from ferkit.models.preprocess import Preprocessing, prepare
 
 DEFAULT_OPSET = 18  # the lowest opset the torch.export-based exporter emits
@@ -166,16 +173,21 @@ def _store_fp16(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
-def _split_accuracy(backends: dict, data: str | os.PathLike, split: str, class_names: list[str]) -> tuple:
-    """Accuracy of each backend on one split of a dataset (labels matched to the model by class name)."""
-    from ferkit.data import load_dataset
+def _split_accuracy(
+    backends: dict, data: str | os.PathLike, split: str, class_names: list[str], run: ModelPaths
+) -> tuple:
+    """Accuracy of each backend on one split, resolved as `ferkit evaluate` resolves it (the run's own
+    split rules on its training source), labels matched to the model's classes by name."""
+    from ferkit.data import evaluation_split
+    from ferkit.data.classes import match_classes
+    from ferkit.data.spec import run_data_spec
 
-    ds = load_dataset(data).split(split)
-    missing = sorted(set(ds.class_names) - set(class_names))
-    if missing:
-        raise FerkitError(f"{data}: classes {missing} are not among the model's classes {class_names}")
-    to_model = np.array([class_names.index(c) for c in ds.class_names])
-    labels = to_model[ds.labels]
+    paths = as_paths(run)
+    ds, _, _ = evaluation_split(data, split, run_data_spec(paths[0]) if len(paths) == 1 else None)
+    match = match_classes(ds.class_names, class_names)
+    if match.dropped:
+        raise FerkitError(f"{data}: classes {match.dropped} are not among the model's classes {class_names}")
+    labels = match.to_model[ds.labels]
     pp = next(iter(backends.values())).preprocessing
     correct = dict.fromkeys(backends, 0)
     for start in range(0, len(ds), 64):
@@ -233,7 +245,7 @@ def export_onnx(
             for k, b in backends.items()
             if k != "torch"
         }
-        accuracy, n = _split_accuracy(backends, data, split, names) if data is not None else (None, 0)
+        accuracy, n = _split_accuracy(backends, data, split, names, run) if data is not None else (None, 0)
         os.replace(final, out)
     stored = diffs.get(f"onnx_{weights}") if weights != "fp32" else None
     return ExportReport(out, weights, len(x), diffs["onnx_fp32"], stored, split, n, accuracy)

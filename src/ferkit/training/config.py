@@ -6,36 +6,11 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
+from ferkit.data.spec import DataSpec, Strict
 from ferkit.errors import FerkitError
 from ferkit.models.spec import ModelSpec
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SplitSpec(Strict):
-    """Re-split one split (or an unsplit pool) stratified by ratios, e.g. 87.5/12.5 of Training."""
-
-    ratios: list[float] = Field(min_length=2, max_length=3)
-    names: list[str] = ["train", "val", "test"]
-    source: str | None = Field(None, description="split to divide; None = all items (a pool)")
-    seed: int = 42
-
-
-class DataSpec(Strict):
-    path: str | None = Field(None, description="dataset source (usually given by --data)")
-    image_size: int | None = Field(None, description="stored image side; None = auto")
-    color: Literal["auto", "gray", "rgb"] = "auto"
-    split: SplitSpec | None = None
-    train_split: str = "train"
-    val_split: str = Field("auto", description="'auto' = val if present, else test")
-    subset: int | None = Field(None, gt=0, description="stratified subset of the training split")
-    drop_leaked: bool = False
-    drop_conflicting: bool = False
-    on_device: Literal["auto", "always", "never"] = "auto"
 
 
 class AugmentSpec(Strict):

@@ -151,6 +151,7 @@ class Trainer:
                                                                   minlength=len(self.class_names)).tolist(),
                                    strict=True)),
             "class_weights": None if self.class_weights is None else self.class_weights.tolist(),
+            "split": self.data.split.to_dict(),
         }  # fmt: skip
         atomic_write_text(self.out / "data.json", json.dumps(data_info, indent=2))
 
@@ -195,6 +196,8 @@ class Trainer:
         if not resume and (self.ckpt_dir / "last.pt").exists():
             raise FerkitError(f"{self.out}: a run already exists here; pass --resume or choose another --out")
         self._build(prepare_data(self.cfg.data, self.cfg.seed))
+        if self.is_main:
+            print(self.data.split.summary(), flush=True)
         prog, saved = self._load_last() if resume else (Progress(), None)
         if self.is_main and not resume:
             self._write_run_files()
