@@ -276,10 +276,44 @@ def test_unknown_architecture_and_missing_weights_file(tmp_path):
 def test_hub_weights_offline_say_how_to_pass_a_file():
     code = ("from ferkit.models.factory import build_model; from ferkit.models.spec import ModelSpec;"
             "build_model(ModelSpec(name='efficientnet_b0', pretrained='hub'), 7)")  # fmt: skip
-    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_ENDPOINT"] = "https://127.0.0.1:9"  # nothing listens there: unreachable, like an offline machine
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode != 0
     assert "--set model.pretrained=" in res.stderr
+    assert "Retrying" not in res.stderr  # no back-off loop: one connection test, then the message
+
+
+def test_pretrained_file_must_fit_the_architecture(tmp_path):
+    small = build_model(ModelSpec(name="test_efficientnet"), 3).backbone.state_dict()
+    good = tmp_path / "good.pth"
+    torch.save({"state_dict": small | {"classifier.weight": torch.zeros(1000, 8)}}, good)
+    spec = ModelSpec(name="test_efficientnet", pretrained=str(good), in_chans=1)
+    stem = build_model(spec, 3).backbone.conv_stem.weight
+    assert torch.allclose(
+        stem, small["conv_stem.weight"].sum(1, keepdim=True)
+    )  # RGB stem adapted to 1 channel
+    partial = tmp_path / "partial.pth"
+    torch.save(
+        {k: v for i, (k, v) in enumerate(small.items()) if i % 2} | {"extra.w": torch.zeros(2)}, partial
+    )
+    with pytest.raises(
+        FerkitError, match=r"partial.pth does not fit test_efficientnet: \d+ of \d+ tensors .* 1 unexp"
+    ):
+        build_model(ModelSpec(name="test_efficientnet", pretrained=str(partial)), 3)
+    with pytest.warns(UserWarning, match="the others stay random"):
+        build_model(ModelSpec(name="test_efficientnet", pretrained=str(partial), pretrained_strict=False), 3)
+    pickled = tmp_path / "code.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "hook": print}, pickled)  # needs unpickling code
+    with pytest.raises(FerkitError, match="cannot read weights"):
+        build_model(ModelSpec(name="test_efficientnet", pretrained=str(pickled)), 3)
+
+
+@pytest.mark.skipif(not (SHARED / "weights").is_dir(), reason="../shared/weights not present")
+def test_weights_of_another_architecture_are_refused():
+    lite0 = SHARED / "weights" / "tf_efficientnet_lite0.in1k.safetensors"
+    with pytest.raises(FerkitError, match=r"does not fit efficientnet_b1: \d+ of \d+ tensors match"):
+        build_model(ModelSpec(name="efficientnet_b1", pretrained=str(lite0)), 7)
 
 
 @pytest.mark.skipif(not (SHARED / "weights").is_dir(), reason="../shared/weights not present")
