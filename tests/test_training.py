@@ -72,10 +72,6 @@ def test_every_config_runs_one_training_step(config, tmp_path):
             "train.threads=1", "train.checkpoint_every_minutes=null"]  # fmt: skip
     cfg = load_config(CONFIGS / config, sets)
     cfg = cfg.model_copy(update={"stages": [s.model_copy(update={"epochs": 1}) for s in cfg.stages]})
-    if cfg.data.split and cfg.data.split.source is None:  # pool recipes (paper 004): use the folders' pool
-        cfg = cfg.model_copy(
-            update={"data": cfg.data.model_copy(update={"split": None, "val_split": "test"})}
-        )
     if cfg.train.distill is not None:  # students: soft labels from the shipped teacher, as `ferkit train`
         cfg = with_soft_labels(cfg)
     steps = []
