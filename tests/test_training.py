@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -118,6 +119,15 @@ def test_train_cli_writes_a_self_contained_run_dir(tiny_data, tmp_path):
     assert res.exit_code != 0 and "already exists" in str(res.exception)
 
 
+def test_progress_bar_shows_step_speed_loss_and_eta(tiny_data, tmp_path):
+    shown = []
+    cfg = load_config(None, [*TINY, f"data.path={tiny_data}", "stages.0.epochs=1"])
+    Trainer(cfg, tmp_path / "run", callbacks=[lambda t, p: shown.append(str(t.bar))]).fit()
+    assert shown and all(re.search(r"step \d+/5 \[.*<.*\], [\d.]+ img/s, loss [\d.]+", s) for s in shown), (
+        shown
+    )
+
+
 def test_early_stopping_ends_the_stage(tiny_data, tmp_path):
     cfg = load_config(None, [*TINY, f"data.path={tiny_data}", "stages.0.epochs=10",
                              "stages.0.optimizer.lr=1e-12", "stages.0.schedule.name=constant",
@@ -194,6 +204,7 @@ def test_exact_resume_after_sigkill_mid_epoch(tiny_data, tmp_path):
     assert (state["stage"], state["epoch"], state["step"]) == (1, 1, 2)  # mid-epoch checkpoint
     resumed = run(tmp_path / "cut", "")
     assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout and "stage 2/2 (fine), epoch 2/2, step 2/" in resumed.stdout
 
     def strip(rows):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
