@@ -149,12 +149,37 @@ def test_compare_table_and_charts(tiny_run, tmp_path):
 
 def test_explain_single_images(tiny_run, tmp_path):
     faces = sorted((tiny_run.parent / "faces/test/happy").glob("*.png"))[:2]
-    results = explain(tiny_run, faces, tmp_path / "x")
-    assert [r["image"] for r in results] == [str(f) for f in faces]
+    results = explain(tiny_run, faces, tmp_path / "x", detector="none")
+    assert [r.image for r in results] == [str(f) for f in faces]
     for r in results:
-        assert sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-4)
-        assert_real_png(Path(r["figure"]))
-    assert json.loads((tmp_path / "x/explain.json").read_text()) == results
+        assert sum(r.probabilities.values()) == pytest.approx(1, abs=1e-4)
+        assert_real_png(Path(r.figure))
+    saved = json.loads((tmp_path / "x/explain.json").read_text())
+    assert [s["label"] for s in saved] == [r.label for r in results]
+
+
+def test_explain_photos_crops_the_face_as_predict_does(tiny_run, tmp_path):
+    """A wide photo is not squashed: its face crop, hence its result, equals the one of the photo
+    it was padded from; a photo without a face is reported and the others still explained."""
+    import cv2
+
+    from ferkit.evaluation.explain import face_crop
+    from ferkit.inference.recognizer import ASSETS, Recognizer, read_image
+
+    photo = read_image(ASSETS / "astronaut.jpg")
+    wide = np.concatenate([np.zeros((photo.shape[0], 300, 3), np.uint8), photo], axis=1)
+    cv2.imwrite(str(tmp_path / "wide.png"), wide[..., ::-1])
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((100, 300, 3), 90, np.uint8))
+    results = explain(tiny_run, [ASSETS / "astronaut.jpg", tmp_path / "wide.png", tmp_path / "wall.png"],
+                      tmp_path / "x", detector="haar")  # fmt: skip
+    photo_r, wide_r, wall_r = results
+    assert wall_r.error and "no face found" in wall_r.error and wall_r.figure is None
+    shift = np.subtract(wide_r.box, photo_r.box)
+    assert abs(shift[0] - 300) <= 3 and np.abs(shift[1:]).max() <= 3  # the same face, found again
+    assert wide_r.probabilities == pytest.approx(photo_r.probabilities, abs=0.05)
+    crop, _ = face_crop(Recognizer.load(tiny_run, "haar"), tmp_path / "wide.png")
+    assert crop.shape[0] == crop.shape[1] < photo.shape[0]  # a square face crop, not the stretched photo
+    assert_real_png(Path(wide_r.figure))
 
 
 def test_cli_evaluate_and_bad_input(tiny_run, tmp_path):

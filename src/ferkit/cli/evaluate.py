@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ferkit.cli.predict import YunetOpt
+from ferkit.cli.predict import DetectorOpt, YunetOpt
 from ferkit.errors import FerkitError
 
 TtaOpt = Annotated[str, typer.Option("--tta", help="none | flip | tencrop")]
@@ -98,14 +98,19 @@ def evaluate(
 
 def explain(
     run_dir: Annotated[Path, typer.Argument(help="Run directory (or checkpoint .pt).")],
-    images: Annotated[list[Path], typer.Argument(help="Face image files.")],
+    images: Annotated[list[Path], typer.Argument(help="Photos or face images.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("explain"),
+    detector: DetectorOpt = "yunet",
+    yunet_model: YunetOpt = None,
 ) -> None:
-    """Grad-CAM overlay and class probabilities for single face images."""
+    """Grad-CAM overlay and class probabilities for the face in each image, cropped as predict does."""
     from ferkit.evaluation.explain import explain as run_explain
 
-    for r in run_explain(run_dir, images, out):
-        typer.echo(f"{r['image']}: {r['label']} ({r['score']:.2f}) -> {r['figure']}")
+    for r in run_explain(run_dir, images, out, _check_detector(detector), yunet_model):
+        if r.error:
+            typer.echo(f"{r.image}: {r.error}")
+        else:
+            typer.echo(f"{r.image}: {r.label} ({r.score:.2f}) -> {r.figure}")
 
 
 def compare(
