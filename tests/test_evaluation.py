@@ -209,3 +209,21 @@ def test_report_renders_in_headless_chromium(evaluated, tmp_path):
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     assert_real_png(shot)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian package chromium not installed")
+def test_screenshot_script_captures_the_whole_page(evaluated, tmp_path):
+    import os
+    import sys
+
+    _, out, _ = evaluated
+    script = Path(__file__).resolve().parents[1] / "scripts/screenshot_report.sh"
+    shot = tmp_path / "whole.png"
+    env = os.environ | {"PYTHON": sys.executable}
+    subprocess.run([str(script), str(out / "report.html"), str(shot)], check=True, env=env, timeout=180)
+    with Image.open(shot) as im:
+        width, height = im.size
+        bottom = np.asarray(im.convert("L"))[-60:]
+    assert width == 1100 and 3000 < height < 16000  # taller than any window-sized capture used before
+    assert bottom.min() < 200  # ends on page content (the run config text), not on empty space

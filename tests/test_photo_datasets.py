@@ -169,3 +169,55 @@ def test_cli_evaluate_default_on_several_datasets(tiny_run, tmp_path):
     assert "Cross-dataset" in (tmp_path / "x/report.html").read_text()
     res = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--data", str(a), "--split", "test"])
     assert "no split 'test'" in str(res.exception)
+
+
+# ---------------------------------------------------------------- small ones (item 9)
+
+
+def _face(box, label="happy"):
+    from ferkit.inference.recognizer import FacePrediction
+
+    probs = dict.fromkeys(("angry", "happy", "neutral", "sad", "surprise"), 0.1) | {label: 0.6}
+    return FacePrediction(box=box, label=label, score=0.6, probabilities=probs)
+
+
+@pytest.mark.parametrize(
+    ("shape", "boxes"),
+    [
+        ((300, 300), [(0, 0, 300, 300)]),  # a selfie: the face fills the photo
+        ((200, 400), [(10, 20, 180, 170), (205, 20, 185, 170)]),  # two faces side by side
+        ((400, 600), [(250, 120, 100, 120)]),  # room beside the face
+    ],
+)
+def test_probability_bars_never_cover_a_face(shape, boxes):
+    from ferkit.inference.annotate import annotate
+
+    image = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    faces = [_face(b) for b in boxes]
+    plain, barred = annotate(image, faces, bars=False), annotate(image, faces)
+    assert barred.shape[0] >= shape[0] and barred.shape[1] >= shape[1]
+    changed = np.zeros(barred.shape[:2], bool)
+    changed[: shape[0], : shape[1]] = (plain != barred[: shape[0], : shape[1]]).any(2)
+    changed[:, shape[1] :] = True  # a side panel is outside every face by construction
+    bars_drawn = changed.sum() - (barred.shape[1] - shape[1]) * barred.shape[0]
+    for x, y, w, h in boxes:  # inside each box, below the label strip (the label may get a number)
+        assert not changed[y + 18 : y + h - 3, x + 3 : x + w - 3].any()
+    assert bars_drawn > 0 or barred.shape[1] > shape[1]  # the bars went somewhere
+    same_size = annotate(image, faces, panel=False)  # video frames keep their size
+    assert same_size.shape == (*shape, 3)
+
+
+def test_unknown_set_key_suggests_the_closest_valid_one():
+    with pytest.raises(FerkitError, match=r"data\.split\.sed: .*did you mean 'seed'"):
+        load_config(None, ["data.split={ratios: [0.5, 0.5], sed: 3}"])
+    with pytest.raises(FerkitError, match=r"stages\.0\.optimiser: .*did you mean 'optimizer'"):
+        load_config(None, ["stages.0.optimiser.lr=0.1"])
+
+
+def test_video_without_a_source_says_one_is_needed():
+    from typer.testing import CliRunner
+
+    from ferkit.cli.main import app
+
+    res = CliRunner().invoke(app, ["video"])
+    assert "give either a video file or --webcam" in str(res.exception)
