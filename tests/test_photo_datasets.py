@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_TRAIN
+from conftest import SHARED, TINY_TRAIN
 from photo_fixtures import make_photo_pool
 
 from ferkit.errors import FerkitError
 from ferkit.models.preprocess import resize_batch
 from ferkit.training.config import load_config
 from ferkit.training.engine import Trainer
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
 @pytest.mark.parametrize("n", [1, 3, 200])
@@ -92,6 +95,75 @@ def test_run_saves_its_resolved_split_and_export_uses_it(tmp_path, capsys):
     assert (m["split"], m["n"]) == ("test", 5)  # the run's own source: its own test split by default
     report = export_onnx(tmp_path / "run", tmp_path / "m.onnx", "int8", data=str(data), split="test")
     assert report.split_size == 5 and set(report.accuracy) == {"torch", "onnx_fp32", "onnx_int8"}
+
+
+# ---------------------------------------------------------------- subject-independent splits (item 3)
+
+
+def _subject_pool(root: Path, subjects: int = 12) -> Path:
+    """Every subject has one photo per class; the subject id is in the file name (s07_happy.jpg)."""
+    import cv2
+
+    from ferkit.data.synthetic import CLASSES, draw_face
+
+    rng = np.random.default_rng(0)
+    for cls in CLASSES:
+        (root / cls).mkdir(parents=True, exist_ok=True)
+        for sub in range(subjects):
+            cv2.imwrite(str(root / cls / f"s{sub:02d}_{cls}.jpg"), draw_face(cls, rng, 40))
+    return root
+
+
+@pytest.mark.parametrize("by", ["regex", "csv"])
+def test_group_split_keeps_each_subject_in_one_split(tmp_path, by):
+    from ferkit.data import DataSpec, SplitSpec, load_splits
+    from ferkit.data.split import item_groups
+
+    data = _subject_pool(tmp_path / "pool")
+    group_by = r"/(s\d+)_"
+    if by == "csv":
+        rows = ["path,group"] + [
+            f"{p.relative_to(data).as_posix()},{p.name[:3]}" for p in data.rglob("*.jpg")
+        ]
+        (tmp_path / "groups.csv").write_text("\n".join(rows))
+        group_by = str(tmp_path / "groups.csv")
+    split = SplitSpec(ratios=[0.5, 0.25, 0.25], group_by=group_by, seed=5)
+    ds, info = load_splits(DataSpec(path=str(data), split=split), progress=False)
+    subjects = item_groups(ds, r"/(s\d+)_")
+    for s in np.unique(subjects):  # every subject in exactly one split
+        assert len(set(ds.splits[subjects == s])) == 1, s
+    assert info.groups == 12 and info.groups_across_splits == 0 and info.method == "pool"
+    counts = {s: sum(c.values()) for s, c in ds.class_counts().items()}
+    assert set(counts) == {"train", "val", "test"} and counts["train"] > counts["val"]
+    assert all(min(c.values()) > 0 for c in ds.class_counts().values())  # stratified: every class everywhere
+    again, _ = load_splits(DataSpec(path=str(data), split=split), progress=False)
+    assert np.array_equal(again.splits, ds.splits)  # seeded
+    with pytest.raises(FerkitError, match="does not match"):
+        load_splits(DataSpec(path=str(data), split=SplitSpec(ratios=[0.5, 0.5], group_by=r"x(\d+)y")), False)
+
+
+def test_inspect_reports_subjects_shared_between_splits(tmp_path):
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from ferkit.cli.main import app
+
+    pool = _subject_pool(tmp_path / "pool", subjects=4)
+    for cls_dir in pool.iterdir():
+        for p in cls_dir.iterdir():
+            split = "test" if p.name.startswith(("s03", "s02")) else "train"
+            dest = tmp_path / "split" / split / cls_dir.name
+            dest.mkdir(parents=True, exist_ok=True)
+            shutil.copy(p, dest / p.name)
+    leak = tmp_path / "split/train/happy/s03_happy_again.jpg"  # subject 3 also in train
+    shutil.copy(tmp_path / "split/test/happy/s03_happy.jpg", leak)
+    res = CliRunner().invoke(app, ["data", "inspect", str(tmp_path / "split"), "--group-by", r"/(s\d+)_",
+                                   "--json", str(tmp_path / "r.json")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "4, 1 across splits (leakage)" in res.output
+    groups = json.loads((tmp_path / "r.json").read_text())["groups"]
+    assert groups["examples"] == [{"group": "s03", "splits": ["test", "train"]}]
 
 
 # ---------------------------------------------------------------- any model on any dataset (item 5)
@@ -221,3 +293,68 @@ def test_video_without_a_source_says_one_is_needed():
 
     res = CliRunner().invoke(app, ["video"])
     assert "give either a video file or --webcam" in str(res.exception)
+
+
+# ---------------------------------------------------------------- slow: paper 004 end to end on real photos
+
+MUXSPACE = SHARED / "data" / "muxspace-faces.tar.gz"
+LITE0 = SHARED / "weights" / "tf_efficientnet_lite0.in1k.safetensors"
+YUNET = SHARED / "models" / "face_detection_yunet_2026may.onnx"
+CPU_SIZED = [
+    "model.name=tf_efficientnet_lite0",  # B1 has no offline ImageNet weights here; Lite0 does
+    f"model.pretrained={LITE0}",
+    "model.input_size=112",
+    "train.batch_size=32",
+    "train.checkpoint_every_minutes=null",
+    "stages.0.epochs=3",
+    "stages.1.epochs=3",
+]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (MUXSPACE.is_file() and LITE0.is_file()), reason="../shared data/weights not present")
+def test_paper004_recipe_end_to_end_on_muxspace(tmp_path):
+    """`ferkit train --config configs/folders_effb1_paper004.yaml` (CPU-sized) on a real colour photo
+    pool (256 px stored, 112 px input), then evaluate, explain and compare, as a user would."""
+    import shutil
+    import tarfile
+    import time
+
+    from typer.testing import CliRunner
+
+    from ferkit.cli.main import app
+
+    cli = CliRunner()
+    run = tmp_path / "run"
+    started = time.monotonic()
+    args = ["train", "--config", str(CONFIGS / "folders_effb1_paper004.yaml"), "--data", str(MUXSPACE),
+            "--out", str(run)] + [a for s in CPU_SIZED for a in ("--set", s)]  # fmt: skip
+    res = cli.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    minutes = (time.monotonic() - started) / 60
+    split = json.loads((run / "data.json").read_text())["split"]
+    n_test = sum(split["counts"]["test"].values())
+    assert split["method"] == "pool" and 300 < n_test < 340  # 15 % of 2,115
+    res = cli.invoke(app, ["evaluate", str(run), "--data", str(MUXSPACE), "--out", str(tmp_path / "eval")])
+    assert res.exit_code == 0, res.output
+    m = json.loads((tmp_path / "eval/metrics.json").read_text())
+    assert m["split"] == "test" and m["n"] == n_test  # the run's own split of its own source
+    print(f"\npaper-004 CPU-sized on muxspace: {minutes:.1f} min training; test accuracy "
+          f"{m['accuracy']:.4f}, macro-F1 {m['macro']['f1']:.4f} (n={m['n']})")  # fmt: skip
+    assert m["accuracy"] > 0.3  # chance is 1/7 (0.24 when always answering the largest class)
+    with tarfile.open(MUXSPACE) as tf:
+        photos = [n for n in tf.getnames() if n.endswith(".jpg")][:3]
+        tf.extractall(tmp_path / "photos", members=[tf.getmember(n) for n in photos], filter="data")
+    detector = (
+        ["--detector", "yunet", "--yunet-model", str(YUNET)] if YUNET.is_file() else ["--detector", "haar"]
+    )
+    res = cli.invoke(app, ["explain", str(run), *[str(tmp_path / "photos" / p) for p in photos],
+                           "--out", str(tmp_path / "x"), *detector])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert len(json.loads((tmp_path / "x/explain.json").read_text())) == 3
+    shutil.copytree(run, tmp_path / "again")
+    res = cli.invoke(app, ["compare", str(run), str(tmp_path / "again"), "--data", str(MUXSPACE),
+                           "--out", str(tmp_path / "cmp")])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = json.loads((tmp_path / "cmp/compare.json").read_text())
+    assert rows[0]["accuracy"] == rows[1]["accuracy"] == pytest.approx(m["accuracy"])

@@ -252,11 +252,27 @@ def _resplit(ds: FaceDataset, split: SplitSpec, groups: np.ndarray | None) -> Fa
 
 def group_overlap(splits: np.ndarray, groups: np.ndarray) -> int:
     """Number of groups whose items sit in more than one split (leakage between splits)."""
-    pairs = {(g, s) for g, s in zip(groups.tolist(), splits.tolist(), strict=True)}
-    per_group: dict[str, int] = {}
-    for g, _ in pairs:
-        per_group[g] = per_group.get(g, 0) + 1
-    return sum(n > 1 for n in per_group.values())
+    return len(leaked_groups(splits, groups))
+
+
+def leaked_groups(splits: np.ndarray, groups: np.ndarray) -> dict[str, list[str]]:
+    """{group: its splits} for every group found in more than one split."""
+    seen: dict[str, set[str]] = {}
+    for g, s in zip(groups.tolist(), splits.tolist(), strict=True):
+        seen.setdefault(g, set()).add(s)
+    return {g: sorted(s) for g, s in seen.items() if len(s) > 1}
+
+
+def group_report(ds: FaceDataset, group_by: str, limit: int = 20) -> dict:
+    """For `ferkit data inspect --group-by`: how many groups, which ones cross splits (leakage)."""
+    groups = item_groups(ds, group_by)
+    leaked = leaked_groups(ds.splits, groups)
+    return {
+        "group_by": group_by,
+        "groups": len(np.unique(groups)),
+        "across_splits": len(leaked),
+        "examples": [{"group": g, "splits": s} for g, s in list(leaked.items())[:limit]],
+    }
 
 
 def load_splits(spec: DataSpec, progress: bool = True) -> tuple[FaceDataset, ResolvedSplit]:
