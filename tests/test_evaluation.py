@@ -15,7 +15,7 @@ from sklearn import metrics as skm
 
 from ferkit.data import load_dataset
 from ferkit.evaluation.compare import compare
-from ferkit.evaluation.evaluate import ensemble_proba, evaluate, load_run
+from ferkit.evaluation.evaluate import evaluate, load_model, stored_probabilities
 from ferkit.evaluation.explain import explain
 from ferkit.evaluation.metrics import expected_calibration_error
 from ferkit.models.predict import predict_proba
@@ -93,7 +93,8 @@ def test_expected_calibration_error_known_values():
 
 
 def test_tta_changes_probabilities_and_keeps_shapes(tiny_run):
-    run = load_run(tiny_run)
+    run = load_model([tiny_run])
+    run.model = run.torch_model
     ds = load_dataset(tiny_run.parent / "faces").split("test")
     base = predict_proba(run.model, ds.images, run.pp, tta="none")
     for tta in ("flip", "tencrop"):
@@ -115,12 +116,12 @@ def test_ensemble_is_the_mean_of_its_members(tiny_run, tmp_path):
     data = tiny_run.parent / "faces"
     other = tmp_path / "other"
     Trainer(load_config(None, [*TINY_TRAIN, f"data.path={data}", "seed=7", "stages.0.epochs=1"]), other).fit()
-    a, b = load_run(tiny_run), load_run(other)
     ds = load_dataset(data).split("test")
-    mean = ensemble_proba([a, b], ds, "none")
-    np.testing.assert_allclose(mean, (ensemble_proba([a], ds, "none") + ensemble_proba([b], ds, "none")) / 2)
+    mean = stored_probabilities(load_model([tiny_run, other]), ds, "none")
+    members = [stored_probabilities(load_model([r]), ds, "none") for r in (tiny_run, other)]
+    np.testing.assert_allclose(mean, sum(members) / 2, atol=1e-6)
     m = evaluate([tiny_run, other], str(data), tmp_path / "ens", split="test", gradcam_per_class=0)
-    assert m["runs"] == [str(tiny_run), str(other)]
+    assert m["models"] == [str(tiny_run), str(other)]
     assert m["accuracy"] == pytest.approx(float((mean.argmax(1) == ds.labels).mean()))
 
 
@@ -148,12 +149,37 @@ def test_compare_table_and_charts(tiny_run, tmp_path):
 
 def test_explain_single_images(tiny_run, tmp_path):
     faces = sorted((tiny_run.parent / "faces/test/happy").glob("*.png"))[:2]
-    results = explain(tiny_run, faces, tmp_path / "x")
-    assert [r["image"] for r in results] == [str(f) for f in faces]
+    results = explain(tiny_run, faces, tmp_path / "x", detector="none")
+    assert [r.image for r in results] == [str(f) for f in faces]
     for r in results:
-        assert sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-4)
-        assert_real_png(Path(r["figure"]))
-    assert json.loads((tmp_path / "x/explain.json").read_text()) == results
+        assert sum(r.probabilities.values()) == pytest.approx(1, abs=1e-4)
+        assert_real_png(Path(r.figure))
+    saved = json.loads((tmp_path / "x/explain.json").read_text())
+    assert [s["label"] for s in saved] == [r.label for r in results]
+
+
+def test_explain_photos_crops_the_face_as_predict_does(tiny_run, tmp_path):
+    """A wide photo is not squashed: its face crop, hence its result, equals the one of the photo
+    it was padded from; a photo without a face is reported and the others still explained."""
+    import cv2
+
+    from ferkit.evaluation.explain import face_crop
+    from ferkit.inference.recognizer import ASSETS, Recognizer, read_image
+
+    photo = read_image(ASSETS / "astronaut.jpg")
+    wide = np.concatenate([np.zeros((photo.shape[0], 300, 3), np.uint8), photo], axis=1)
+    cv2.imwrite(str(tmp_path / "wide.png"), wide[..., ::-1])
+    cv2.imwrite(str(tmp_path / "wall.png"), np.full((100, 300, 3), 90, np.uint8))
+    results = explain(tiny_run, [ASSETS / "astronaut.jpg", tmp_path / "wide.png", tmp_path / "wall.png"],
+                      tmp_path / "x", detector="haar")  # fmt: skip
+    photo_r, wide_r, wall_r = results
+    assert wall_r.error and "no face found" in wall_r.error and wall_r.figure is None
+    shift = np.subtract(wide_r.box, photo_r.box)
+    assert abs(shift[0] - 300) <= 3 and np.abs(shift[1:]).max() <= 3  # the same face, found again
+    assert wide_r.probabilities == pytest.approx(photo_r.probabilities, abs=0.05)
+    crop, _ = face_crop(Recognizer.load(tiny_run, "haar"), tmp_path / "wide.png")
+    assert crop.shape[0] == crop.shape[1] < photo.shape[0]  # a square face crop, not the stretched photo
+    assert_real_png(Path(wide_r.figure))
 
 
 def test_cli_evaluate_and_bad_input(tiny_run, tmp_path):
@@ -167,7 +193,7 @@ def test_cli_evaluate_and_bad_input(tiny_run, tmp_path):
     assert res.exit_code == 0, res.output
     assert "accuracy" in res.output and json.loads((tmp_path / "e/metrics.json").read_text())["tta"] == "flip"
     res = CliRunner().invoke(app, ["evaluate", str(tmp_path), "--data", data])
-    assert "not a run directory" in str(res.exception)
+    assert "no checkpoint here" in str(res.exception)
     res = CliRunner().invoke(app, ["evaluate", str(tiny_run), "--data", data, "--tta", "mirror"])
     assert "--tta must be" in str(res.exception)
 
@@ -183,3 +209,21 @@ def test_report_renders_in_headless_chromium(evaluated, tmp_path):
         check=True, capture_output=True, timeout=120,
     )  # fmt: skip
     assert_real_png(shot)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(shutil.which("chromium") is None, reason="Debian package chromium not installed")
+def test_screenshot_script_captures_the_whole_page(evaluated, tmp_path):
+    import os
+    import sys
+
+    _, out, _ = evaluated
+    script = Path(__file__).resolve().parents[1] / "scripts/screenshot_report.sh"
+    shot = tmp_path / "whole.png"
+    env = os.environ | {"PYTHON": sys.executable}
+    subprocess.run([str(script), str(out / "report.html"), str(shot)], check=True, env=env, timeout=180)
+    with Image.open(shot) as im:
+        width, height = im.size
+        bottom = np.asarray(im.convert("L"))[-60:]
+    assert width == 1100 and 3000 < height < 16000  # taller than any window-sized capture used before
+    assert bottom.min() < 200  # ends on page content (the run config text), not on empty space

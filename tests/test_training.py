@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -72,10 +73,6 @@ def test_every_config_runs_one_training_step(config, tmp_path):
             "train.threads=1", "train.checkpoint_every_minutes=null"]  # fmt: skip
     cfg = load_config(CONFIGS / config, sets)
     cfg = cfg.model_copy(update={"stages": [s.model_copy(update={"epochs": 1}) for s in cfg.stages]})
-    if cfg.data.split and cfg.data.split.source is None:  # pool recipes (paper 004): use the folders' pool
-        cfg = cfg.model_copy(
-            update={"data": cfg.data.model_copy(update={"split": None, "val_split": "test"})}
-        )
     if cfg.train.distill is not None:  # students: soft labels from the shipped teacher, as `ferkit train`
         cfg = with_soft_labels(cfg)
     steps = []
@@ -120,6 +117,15 @@ def test_train_cli_writes_a_self_contained_run_dir(tiny_data, tmp_path):
     assert acc == pytest.approx(float(best["val_acc"]), abs=1e-6)
     res = CliRunner().invoke(app, args + [x for s in TINY for x in ("--set", s)])
     assert res.exit_code != 0 and "already exists" in str(res.exception)
+
+
+def test_progress_bar_shows_step_speed_loss_and_eta(tiny_data, tmp_path):
+    shown = []
+    cfg = load_config(None, [*TINY, f"data.path={tiny_data}", "stages.0.epochs=1"])
+    Trainer(cfg, tmp_path / "run", callbacks=[lambda t, p: shown.append(str(t.bar))]).fit()
+    assert shown and all(re.search(r"step \d+/5 \[.*<.*\], [\d.]+ img/s, loss [\d.]+", s) for s in shown), (
+        shown
+    )
 
 
 def test_early_stopping_ends_the_stage(tiny_data, tmp_path):
@@ -198,6 +204,7 @@ def test_exact_resume_after_sigkill_mid_epoch(tiny_data, tmp_path):
     assert (state["stage"], state["epoch"], state["step"]) == (1, 1, 2)  # mid-epoch checkpoint
     resumed = run(tmp_path / "cut", "")
     assert resumed.returncode == 0, resumed.stderr
+    assert "resuming" in resumed.stdout and "stage 2/2 (fine), epoch 2/2, step 2/" in resumed.stdout
 
     def strip(rows):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
@@ -276,10 +283,44 @@ def test_unknown_architecture_and_missing_weights_file(tmp_path):
 def test_hub_weights_offline_say_how_to_pass_a_file():
     code = ("from ferkit.models.factory import build_model; from ferkit.models.spec import ModelSpec;"
             "build_model(ModelSpec(name='efficientnet_b0', pretrained='hub'), 7)")  # fmt: skip
-    env = os.environ | {"HF_HUB_OFFLINE": "1"}
+    env = {k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")}
+    env["HF_ENDPOINT"] = "https://127.0.0.1:9"  # nothing listens there: unreachable, like an offline machine
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode != 0
     assert "--set model.pretrained=" in res.stderr
+    assert "Retrying" not in res.stderr  # no back-off loop: one connection test, then the message
+
+
+def test_pretrained_file_must_fit_the_architecture(tmp_path):
+    small = build_model(ModelSpec(name="test_efficientnet"), 3).backbone.state_dict()
+    good = tmp_path / "good.pth"
+    torch.save({"state_dict": small | {"classifier.weight": torch.zeros(1000, 8)}}, good)
+    spec = ModelSpec(name="test_efficientnet", pretrained=str(good), in_chans=1)
+    stem = build_model(spec, 3).backbone.conv_stem.weight
+    assert torch.allclose(
+        stem, small["conv_stem.weight"].sum(1, keepdim=True)
+    )  # RGB stem adapted to 1 channel
+    partial = tmp_path / "partial.pth"
+    torch.save(
+        {k: v for i, (k, v) in enumerate(small.items()) if i % 2} | {"extra.w": torch.zeros(2)}, partial
+    )
+    with pytest.raises(
+        FerkitError, match=r"partial.pth does not fit test_efficientnet: \d+ of \d+ tensors .* 1 unexp"
+    ):
+        build_model(ModelSpec(name="test_efficientnet", pretrained=str(partial)), 3)
+    with pytest.warns(UserWarning, match="the others stay random"):
+        build_model(ModelSpec(name="test_efficientnet", pretrained=str(partial), pretrained_strict=False), 3)
+    pickled = tmp_path / "code.pth"
+    torch.save({"state_dict": {"w": torch.zeros(1)}, "hook": print}, pickled)  # needs unpickling code
+    with pytest.raises(FerkitError, match="cannot read weights"):
+        build_model(ModelSpec(name="test_efficientnet", pretrained=str(pickled)), 3)
+
+
+@pytest.mark.skipif(not (SHARED / "weights").is_dir(), reason="../shared/weights not present")
+def test_weights_of_another_architecture_are_refused():
+    lite0 = SHARED / "weights" / "tf_efficientnet_lite0.in1k.safetensors"
+    with pytest.raises(FerkitError, match=r"does not fit efficientnet_b1: \d+ of \d+ tensors match"):
+        build_model(ModelSpec(name="efficientnet_b1", pretrained=str(lite0)), 7)
 
 
 @pytest.mark.skipif(not (SHARED / "weights").is_dir(), reason="../shared/weights not present")

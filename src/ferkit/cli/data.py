@@ -12,6 +12,7 @@ from rich.table import Table
 
 from ferkit.data import analyse, dataset_report, load_dataset
 from ferkit.data.export import export_csv, export_folders
+from ferkit.data.split import group_report
 from ferkit.fileio import atomic_write_text
 
 app = typer.Typer(help="Inspect datasets and convert between layouts.", no_args_is_help=True)
@@ -43,6 +44,12 @@ def print_report(report: dict) -> None:
     if "near_duplicates" in report:
         near = report["near_duplicates"]
         console.print(_duplicates_line(f"near duplicates (phash <= {near['threshold']})", near))
+    if "groups" in report:
+        g = report["groups"]
+        console.print(
+            f"groups ({g['group_by']}): {g['groups']}, {g['across_splits']} across splits (leakage)"
+            + "".join(f"\n  {e['group']}: {', '.join(e['splits'])}" for e in g["examples"][:10])
+        )
     console.print(f"sizes: {_top(report['image_sizes'])}   modes: {_top(report['image_modes'])}")
     for key in ("corrupt", "ignored"):
         items = report[key]
@@ -77,10 +84,20 @@ def inspect(
         int, typer.Option(help="Perceptual-hash Hamming distance for near duplicates; -1 turns it off.")
     ] = 4,
     clip: Annotated[float | None, typer.Option(help="Clip class weights at this maximum.")] = None,
+    group_by: Annotated[
+        str | None,
+        typer.Option(
+            "--group-by",
+            help="Regex over the relative path (e.g. a subject id) or a CSV of "
+            "path,group: report groups found in more than one split.",
+        ),
+    ] = None,
 ) -> None:
     """Counts per split and class, unreadable files, duplicates, leakage and class weights."""
     ds = load_dataset(path, image_size=size, color=color, strict=strict, progress=True)  # type: ignore[arg-type]
     report = dataset_report(ds, analyse(ds, None if near_threshold < 0 else near_threshold), clip)
+    if group_by:
+        report["groups"] = group_report(ds, group_by)
     print_report(report)
     if json_out:
         atomic_write_text(json_out, json.dumps(report, indent=2))

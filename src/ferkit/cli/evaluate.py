@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ferkit.cli.predict import DetectorOpt, YunetOpt
 from ferkit.errors import FerkitError
 
 TtaOpt = Annotated[str, typer.Option("--tta", help="none | flip | tencrop")]
@@ -18,44 +19,98 @@ def _check_tta(tta: str) -> str:
     return tta
 
 
+def _check_detector(detector: str) -> str:
+    if detector not in ("yunet", "haar", "none"):
+        raise FerkitError(f"--detector must be yunet, haar or none, not {detector!r}")
+    return detector
+
+
 def evaluate(
-    run_dir: Annotated[list[Path] | None, typer.Argument(help="Run directory.")] = None,
-    data: Annotated[str, typer.Option("--data", help="Dataset: folder, CSV or archive.")] = ...,
-    split: Annotated[str | None, typer.Option("--split", help="Split to evaluate (default: test).")] = None,
-    tta: TtaOpt = "none",
+    models: Annotated[
+        list[str] | None,
+        typer.Argument(help="default | fast | run directory | .pt | .onnx; several = their ensemble."),
+    ] = None,
+    data: Annotated[
+        list[str] | None,
+        typer.Option("--data", help="Dataset: folder, CSV or archive (repeat: cross-dataset)."),
+    ] = None,
+    split: Annotated[
+        str | None,
+        typer.Option(
+            "--split",
+            help="all | train | val | test (default: test on the model's own "
+            "training data, all on any other).",
+        ),
+    ] = None,
+    tta: Annotated[
+        str | None, typer.Option("--tta", help="none | flip | tencrop (default: the model's own)")
+    ] = None,
     out: Annotated[
-        Path | None, typer.Option("--out", help="Output folder (default RUN_DIR/eval-SPLIT).")
+        Path | None,
+        typer.Option("--out", help="Output folder (default RUN_DIR/eval-SPLIT-TTA or eval-MODEL)."),
     ] = None,
     ensemble: Annotated[
         list[Path] | None, typer.Option("--ensemble", help="Average several runs (repeat, or list after it).")
     ] = None,
     gradcam: Annotated[int, typer.Option(help="Grad-CAM examples per class and outcome (0 = none).")] = 3,
+    detector: Annotated[
+        str,
+        typer.Option("--detector", help="none (face crops) | yunet | haar: find the face in whole photos."),
+    ] = "none",
+    yunet_model: YunetOpt = None,
+    class_map: Annotated[
+        str | None, typer.Option("--class-map", help="Dataset class → model class: old=new,old2=new2.")
+    ] = None,
 ) -> None:
-    """Metrics, predictions, plots, Grad-CAM and report.html for a run or an ensemble."""
+    """Score any model on any labelled dataset: metrics, predictions, plots, Grad-CAM and report.html."""
+    from ferkit.data.classes import parse_class_map
+    from ferkit.evaluation.evaluate import CROSS_COLUMNS, cross_row
     from ferkit.evaluation.evaluate import evaluate as run_eval
 
-    runs = list(run_dir or []) + list(ensemble or [])
-    if not runs:
-        raise FerkitError("give a RUN_DIR (or --ensemble RUN_DIR RUN_DIR ...)")
-    target = out or runs[0] / f"eval-{split or 'test'}-{tta}"
-    m = run_eval(runs, data, target, split, _check_tta(tta), gradcam)  # type: ignore[arg-type]
+    specs = list(models or []) + [str(p) for p in ensemble or []]
+    if not specs:
+        raise FerkitError("give a MODEL: default, fast, a run directory, .pt or .onnx (several: an ensemble)")
+    if not data:
+        raise FerkitError("give --data DATASET (folder, CSV or archive; repeat it for a cross-dataset table)")
+    if tta is not None:
+        _check_tta(tta)
+    first = Path(specs[0])
+    if out is None:
+        out = (first / f"eval-{split or 'auto'}-{tta or 'auto'}" if first.is_dir()
+               else Path(f"eval-{first.stem}"))  # fmt: skip
+    m = run_eval(specs, data, out, split, tta, gradcam, _check_detector(detector),  # type: ignore[arg-type]
+                 parse_class_map(class_map), yunet_model)  # fmt: skip
+    for row in m.get("datasets", [m]):
+        for note in row["notes"]:
+            typer.echo(f"note ({row['data']}): {note}")
+    if "datasets" in m:
+        typer.echo("  ".join(CROSS_COLUMNS))
+        for row in m["datasets"]:
+            typer.echo("  ".join(f"{v:.4f}" if isinstance(v, float) else str(v) for v in cross_row(row)))
+        typer.echo(f"report: {out / 'report.html'}")
+        return
     typer.echo(
-        f"{m['split']} (n={m['n']}, tta={tta}): accuracy {m['accuracy']:.4f}  "
+        f"{m['split']} (n={m['n']}, tta={m['tta']}, detector={m['detector']}): accuracy {m['accuracy']:.4f}  "
         f"macro-F1 {m['macro']['f1']:.4f}  "
-        f"weighted-F1 {m['weighted']['f1']:.4f}  ECE {m['ece']:.4f}\nreport: {target / 'report.html'}"
+        f"weighted-F1 {m['weighted']['f1']:.4f}  ECE {m['ece']:.4f}\nreport: {out / 'report.html'}"
     )
 
 
 def explain(
     run_dir: Annotated[Path, typer.Argument(help="Run directory (or checkpoint .pt).")],
-    images: Annotated[list[Path], typer.Argument(help="Face image files.")],
+    images: Annotated[list[Path], typer.Argument(help="Photos or face images.")],
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("explain"),
+    detector: DetectorOpt = "yunet",
+    yunet_model: YunetOpt = None,
 ) -> None:
-    """Grad-CAM overlay and class probabilities for single face images."""
+    """Grad-CAM overlay and class probabilities for the face in each image, cropped as predict does."""
     from ferkit.evaluation.explain import explain as run_explain
 
-    for r in run_explain(run_dir, images, out):
-        typer.echo(f"{r['image']}: {r['label']} ({r['score']:.2f}) -> {r['figure']}")
+    for r in run_explain(run_dir, images, out, _check_detector(detector), yunet_model):
+        if r.error:
+            typer.echo(f"{r.image}: {r.error}")
+        else:
+            typer.echo(f"{r.image}: {r.label} ({r.score:.2f}) -> {r.figure}")
 
 
 def compare(

@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from ferkit.errors import FerkitError
 from ferkit.evaluation import plots
-from ferkit.evaluation.evaluate import Run, ensemble_proba, load_run, load_split
+from ferkit.evaluation.evaluate import Model, load_model, score
 from ferkit.evaluation.metrics import compute_metrics
 from ferkit.evaluation.report import image_html, table_html, write_html
 from ferkit.fileio import atomic_write_text
@@ -33,19 +34,19 @@ COLUMNS = [
 ]
 
 
-def gflops(run: Run) -> float:
+def gflops(run: Model) -> float:
     """Forward-pass GFLOPs for one image (FlopCounterMode counts a multiply-add as 2 FLOPs)."""
     x = torch.zeros(1, run.pp.in_chans, run.pp.input_size, run.pp.input_size)
     counter = FlopCounterMode(display=False)
     with counter, torch.inference_mode():
-        run.model.float().eval()(x)
+        run.torch_model.float().eval()(x)
     return counter.get_total_flops() / 1e9
 
 
 @torch.inference_mode()
-def cpu_latency_ms(run: Run, batch: int, repeats: int = 5) -> float:
+def cpu_latency_ms(run: Model, batch: int, repeats: int = 5) -> float:
     """Median milliseconds per image for the network forward pass at ``batch`` (after a warm-up)."""
-    model = run.model.float().eval().to(memory_format=torch.channels_last)
+    model = run.torch_model.float().eval().to(memory_format=torch.channels_last)
     x = torch.randn(batch, run.pp.in_chans, run.pp.input_size, run.pp.input_size).contiguous(
         memory_format=torch.channels_last
     )
@@ -63,16 +64,21 @@ def compare(run_dirs: list[str | os.PathLike], data: str, out: str | os.PathLike
     """Evaluate each run on the same split; write compare.csv/json, charts and compare.html."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    runs = [load_run(p) for p in run_dirs]
+    runs = [load_model([p]) for p in run_dirs]
+    for path, run in zip(run_dirs, runs, strict=True):
+        if run.torch_model is None or run.config is None:
+            raise FerkitError(f"{path}: compare takes run directories (it reports their config and FLOPs)")
     rows, cms = [], []
     for run in runs:
-        ds, used = load_split(run, data, split)
-        m = compute_metrics(ensemble_proba([run], ds, tta), ds.labels, run.class_names)
+        used_tta = run.set_tta(tta)
+        s = score(run, data, split, used_tta, "none", None)
+        used = s.split
+        m = compute_metrics(s.probs, s.labels, run.class_names, s.match.present)
         cms.append((run.name, m["confusion_matrix"]))
         rows.append({
             "run": run.name, "model": run.config.model.timm_name, "input": run.pp.input_size,
             "accuracy": m["accuracy"], "macro_f1": m["macro"]["f1"],
-            "params_m": sum(p.numel() for p in run.model.parameters()) / 1e6, "gflops": gflops(run),
+            "params_m": sum(p.numel() for p in run.torch_model.parameters()) / 1e6, "gflops": gflops(run),
             "ms_per_image_b1": cpu_latency_ms(run, 1), "ms_per_image_b64": cpu_latency_ms(run, 64),
         })  # fmt: skip
     _write_tables(out, rows)
@@ -83,9 +89,10 @@ def compare(run_dirs: list[str | os.PathLike], data: str, out: str | os.PathLike
         ("Macro-F1", plots.bars_png(names, [r["macro_f1"] for r in rows], f"Macro-F1 ({used})", "macro-F1",
                                     out / "compare_macro_f1.png")),
         ("Confusion matrices (row-normalised)",
-         plots.confusions_side_by_side(cms, runs[0].class_names, out / "compare_confusion.png")),
+         plots.confusions_side_by_side(cms, m["labels"], out / "compare_confusion.png",
+                                       m["predicted_labels"])),
     ]  # fmt: skip
-    histories = [(r.name, r.history) for r in runs if r.history]
+    histories = [h for r in runs for h in r.history]
     if histories:
         figs.append(
             ("Learning curves", plots.learning_curves_png(histories, out / "compare_learning_curves.png"))

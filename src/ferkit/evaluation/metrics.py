@@ -32,29 +32,71 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     )
 
 
-def compute_metrics(probs: np.ndarray, labels: np.ndarray, class_names: list[str]) -> dict:
-    """Accuracy, macro/weighted P/R/F1, per-class table, confusion matrix (counts) and ECE."""
-    classes = list(range(len(class_names)))
-    pred = probs.argmax(1)
-    out: dict = {"n": len(labels), "labels": list(class_names), "accuracy": float((pred == labels).mean())}
+NO_FACE = "no face"
+
+
+def compute_metrics(
+    probs: np.ndarray,
+    labels: np.ndarray,
+    class_names: list[str],
+    present: list[int] | None = None,
+    found: np.ndarray | None = None,
+) -> dict:
+    """Accuracy, macro/weighted P/R/F1, per-class table, confusion matrix (counts) and ECE.
+
+    Args:
+        probs: (N, classes) probabilities over all the model's classes.
+        labels: (N,) true model-class indices.
+        class_names: the model's classes.
+        present: classes the metrics are computed on (default all): a dataset with a subset of the
+            model's classes is scored on its own classes, a prediction of another class is an error.
+        found: (N,) False where the detector found no face: counted as a miss ("no face" column).
+
+    Returns:
+        A JSON-able dict; ``confusion_matrix`` rows are ``labels`` (true), columns
+        ``predicted_labels`` (all classes, plus "no face" when there were misses).
+    """
+    present = list(range(len(class_names))) if present is None else list(present)
+    found = np.ones(len(labels), dtype=bool) if found is None else np.asarray(found, dtype=bool)
+    pred = np.where(found, probs.argmax(1), len(class_names))
+    columns = list(class_names) + ([NO_FACE] if not found.all() else [])
+    out: dict = {
+        "n": len(labels),
+        "labels": [class_names[i] for i in present],
+        "predicted_labels": columns,
+        "accuracy": float((pred == labels).mean()) if len(labels) else 0.0,
+    }
     for avg in ("macro", "weighted"):
         p, r, f, _ = precision_recall_fscore_support(
-            labels, pred, labels=classes, average=avg, zero_division=0
+            labels, pred, labels=present, average=avg, zero_division=0
         )
         out[avg] = {"precision": float(p), "recall": float(r), "f1": float(f)}
-    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=classes, zero_division=0)
+    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=present, zero_division=0)
     out["per_class"] = {
-        name: {"precision": float(p[i]), "recall": float(r[i]), "f1": float(f[i]), "support": int(s[i])}
-        for i, name in enumerate(class_names)
+        class_names[c]: {
+            "precision": float(p[i]),
+            "recall": float(r[i]),
+            "f1": float(f[i]),
+            "support": int(s[i]),
+        }
+        for i, c in enumerate(present)
     }
-    out["confusion_matrix"] = confusion_matrix(labels, pred, labels=classes).tolist()
-    out["ece"] = expected_calibration_error(probs, labels)
+    cm = confusion_matrix(labels, pred, labels=list(range(len(columns))))
+    out["confusion_matrix"] = cm[present].tolist()
+    out["ece"] = expected_calibration_error(probs[found], labels[found])
+    if not found.all():
+        out["no_face"] = int((~found).sum())
     return out
 
 
-def text_report(probs: np.ndarray, labels: np.ndarray, class_names: list[str]) -> str:
-    """scikit-learn's classification report layout."""
+def text_report(
+    probs: np.ndarray, labels: np.ndarray, class_names: list[str], present: list[int] | None = None,
+    found: np.ndarray | None = None,
+) -> str:  # fmt: skip
+    """scikit-learn's classification report layout (on the ``present`` classes; misses count as errors)."""
+    present = list(range(len(class_names))) if present is None else list(present)
+    pred = probs.argmax(1) if found is None else np.where(found, probs.argmax(1), len(class_names))
     return classification_report(
-        labels, probs.argmax(1), labels=list(range(len(class_names))), target_names=class_names, digits=4,
+        labels, pred, labels=present, target_names=[class_names[c] for c in present], digits=4,
         zero_division=0,
     )  # fmt: skip

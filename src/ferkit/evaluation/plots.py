@@ -28,37 +28,45 @@ def _save(fig, path: Path) -> Path:
     return Path(path)
 
 
-def _matrix(ax, cm: np.ndarray, names: list[str], normalize: bool, title: str) -> None:
+def _matrix(
+    ax, cm: np.ndarray, names: list[str], normalize: bool, title: str, columns: list[str] | None = None
+) -> None:
+    """Rows = true ``names``; columns = predicted ``columns`` (default the same names)."""
+    columns = names if columns is None else columns
     shown = cm / np.maximum(cm.sum(1, keepdims=True), 1) if normalize else cm
     ax.imshow(shown, cmap="Blues", vmin=0, vmax=1 if normalize else max(1, shown.max()))
-    ax.set_xticks(range(len(names)), names, rotation=45, ha="right")
+    ax.set_xticks(range(len(columns)), columns, rotation=45, ha="right")
     ax.set_yticks(range(len(names)), names)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
     top = shown.max() if shown.size else 1
     for i in range(len(names)):
-        for j in range(len(names)):
+        for j in range(len(columns)):
             text = f"{shown[i, j]:.2f}" if normalize else str(int(shown[i, j]))
             ax.text(j, i, text, ha="center", va="center", fontsize=8,
                     color="white" if shown[i, j] > 0.6 * top else "black")  # fmt: skip
 
 
 def confusion_png(
-    cm: list[list[int]], names: list[str], path: Path, normalize: bool, title: str = ""
-) -> Path:
-    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * len(names), 0.8 + 0.7 * len(names)))
+    cm: list[list[int]], names: list[str], path: Path, normalize: bool, title: str = "",
+    columns: list[str] | None = None,
+) -> Path:  # fmt: skip
+    """Confusion matrix; ``columns`` (predicted) may hold more classes than the true rows ``names``."""
+    width = len(names if columns is None else columns)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.75 * width, 0.8 + 0.7 * len(names)))
     label = "row-normalised (recall per class)" if normalize else "counts"
-    _matrix(ax, np.asarray(cm), names, normalize, title or f"Confusion matrix — {label}")
+    _matrix(ax, np.asarray(cm), names, normalize, title or f"Confusion matrix — {label}", columns)
     return _save(fig, path)
 
 
-def confusions_side_by_side(items: list[tuple[str, list[list[int]]]], names: list[str], path: Path) -> Path:
-    fig, axes = plt.subplots(
-        1, len(items), figsize=(0.8 + 0.7 * len(names) * len(items), 1 + 0.7 * len(names))
-    )
+def confusions_side_by_side(
+    items: list[tuple[str, list[list[int]]]], names: list[str], path: Path, columns: list[str] | None = None
+) -> Path:
+    width = len(names if columns is None else columns)
+    fig, axes = plt.subplots(1, len(items), figsize=(0.8 + 0.7 * width * len(items), 1 + 0.7 * len(names)))
     for ax, (title, cm) in zip(np.atleast_1d(axes), items, strict=True):
-        _matrix(ax, np.asarray(cm), names, True, title)
+        _matrix(ax, np.asarray(cm), names, True, title, columns)
     return _save(fig, path)
 
 

@@ -58,8 +58,11 @@ def metrics_tables(m: dict) -> str:
         ["class", "precision", "recall", "F1", "support"],
         [[c, v["precision"], v["recall"], v["f1"], v["support"]] for c, v in m["per_class"].items()],
     )
-    headline = [[m["accuracy"], m["macro"]["f1"], m["ece"], m["n"], m["split"], m["tta"]]]
-    head = table_html(["accuracy", "macro-F1", "ECE", "n", "split", "TTA"], headline)
+    columns = ["accuracy", "macro-F1", "ECE", "n", "split", "TTA"]
+    headline = [m["accuracy"], m["macro"]["f1"], m["ece"], m["n"], m["split"], m["tta"]]
+    if "no_face" in m:  # whole photos through a detector: misses are part of the headline
+        columns, headline = [*columns, "no face (misses)"], [*headline, m["no_face"]]
+    head = table_html(columns, [headline])
     return head + overall + per_class
 
 
@@ -67,7 +70,8 @@ def markdown_summary(title: str, m: dict) -> str:
     lines = [
         f"# {title}",
         "",
-        f"Split `{m['split']}` (n = {m['n']}), TTA `{m['tta']}`.",
+        f"Split `{m['split']}` (n = {m['n']}), TTA `{m['tta']}`"
+        + (f", {m['no_face']} images without a face (counted as misses)." if "no_face" in m else "."),
         "",
         "| metric | value |",
         "|---|---|",

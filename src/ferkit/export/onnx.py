@@ -22,7 +22,14 @@ import torch
 
 from ferkit.errors import FerkitError
 from ferkit.export.quantize import quantize_static_int8
-from ferkit.inference.backends import META_CLASSES, META_PREPROCESSING, ModelPaths, OnnxBackend, TorchBackend
+from ferkit.inference.backends import (
+    META_CLASSES,
+    META_PREPROCESSING,
+    ModelPaths,
+    OnnxBackend,
+    TorchBackend,
+    as_paths,
+)
 from ferkit.models.preprocess import Preprocessing, prepare
 
 DEFAULT_OPSET = 18  # the lowest opset the torch.export-based exporter emits
@@ -141,15 +148,19 @@ def _store_fp16(src: Path, dst: Path) -> None:
     onnx.save(model, str(dst))
 
 
-def _calibration(data: str | os.PathLike, pp: Preprocessing) -> np.ndarray:
-    """Prepared faces from the training split of ``data`` (stratified, seeded) for int8 calibration."""
-    from ferkit.data import load_dataset, stratified_subset
+def _calibration(data: str | os.PathLike, pp: Preprocessing, run: ModelPaths) -> np.ndarray:
+    """Prepared faces from the training split of ``data`` (resolved as in training; stratified,
+    seeded subset) for int8 calibration."""
+    from ferkit.data import evaluation_split, stratified_subset
+    from ferkit.data.spec import run_data_spec
 
-    ds = load_dataset(data)
-    if "train" not in ds.split_names():
-        raise FerkitError(f"{data}: int8 calibration needs a 'train' split; it has {ds.split_names()}")
-    train = stratified_subset(ds.split("train"), CALIBRATION_IMAGES, seed=0)
-    return prepare(train.images, pp)
+    paths = as_paths(run)
+    trained_on = run_data_spec(paths[0]) if len(paths) == 1 else None
+    try:
+        train, _, _ = evaluation_split(data, "train", trained_on)
+    except FerkitError:  # a source without a training split (a pool): calibrate on all of it
+        train, _, _ = evaluation_split(data, "all", trained_on)
+    return prepare(stratified_subset(train, CALIBRATION_IMAGES, seed=0).images, pp)
 
 
 def _int8_metadata(path: Path, accuracy: dict[str, float] | None, split: str | None, n: int) -> None:
@@ -162,16 +173,21 @@ def _int8_metadata(path: Path, accuracy: dict[str, float] | None, split: str | N
     onnx.save(model, str(path))
 
 
-def _split_accuracy(backends: dict, data: str | os.PathLike, split: str, class_names: list[str]) -> tuple:
-    """Accuracy of each backend on one split of a dataset (labels matched to the model by class name)."""
-    from ferkit.data import load_dataset
+def _split_accuracy(
+    backends: dict, data: str | os.PathLike, split: str, class_names: list[str], run: ModelPaths
+) -> tuple:
+    """Accuracy of each backend on one split, resolved as `ferkit evaluate` resolves it (the run's own
+    split rules on its training source), labels matched to the model's classes by name."""
+    from ferkit.data import evaluation_split
+    from ferkit.data.classes import match_classes
+    from ferkit.data.spec import run_data_spec
 
-    ds = load_dataset(data).split(split)
-    missing = sorted(set(ds.class_names) - set(class_names))
-    if missing:
-        raise FerkitError(f"{data}: classes {missing} are not among the model's classes {class_names}")
-    to_model = np.array([class_names.index(c) for c in ds.class_names])
-    labels = to_model[ds.labels]
+    paths = as_paths(run)
+    ds, _, _ = evaluation_split(data, split, run_data_spec(paths[0]) if len(paths) == 1 else None)
+    match = match_classes(ds.class_names, class_names)
+    if match.dropped:
+        raise FerkitError(f"{data}: classes {match.dropped} are not among the model's classes {class_names}")
+    labels = match.to_model[ds.labels]
     pp = next(iter(backends.values())).preprocessing
     correct = dict.fromkeys(backends, 0)
     for start in range(0, len(ds), 64):
@@ -235,7 +251,7 @@ def export_onnx(
             if weights == "fp16":
                 _store_fp16(fp32, final)
             else:
-                quantize_static_int8(fp32, final, _calibration(data, pp))
+                quantize_static_int8(fp32, final, _calibration(data, pp, run))
             _add_metadata(final, names, pp)
             backends[f"onnx_{weights}"] = OnnxBackend.from_file(final)
         diffs = {
@@ -243,7 +259,7 @@ def export_onnx(
             for k, b in backends.items()
             if k != "torch"
         }
-        accuracy, n = _split_accuracy(backends, data, split, names) if data is not None else (None, 0)
+        accuracy, n = _split_accuracy(backends, data, split, names, run) if data is not None else (None, 0)
         if weights == "int8":
             _int8_metadata(final, accuracy, split, n)
         os.replace(final, out)

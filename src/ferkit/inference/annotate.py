@@ -47,29 +47,77 @@ def _bars(img: np.ndarray, face: FacePrediction, x: int, y: int, unit: int, scal
         )
 
 
-def annotate(image: np.ndarray, faces: Sequence[FacePrediction], bars: bool = True) -> np.ndarray:
-    """A uint8 RGB copy of ``image`` (RGB or gray) with every face drawn; the input is not modified."""
+def _overlaps(rect: tuple[int, int, int, int], boxes: Sequence[tuple[int, int, int, int]]) -> bool:
+    """Whether ``rect`` (x0, y0, x1, y1) touches any face box (x, y, w, h)."""
+    x0, y0, x1, y1 = rect
+    return any(x0 < x + w and x < x1 and y0 < y + h and y < y1 for x, y, w, h in boxes)
+
+
+def _bar_spot(
+    face: FacePrediction, boxes, width: int, height: int, pw: int, ph: int
+) -> tuple[int, int] | None:
+    """Top-left corner for a ``pw`` x ``ph`` bar panel beside the face (right, left, below, above)
+    that stays inside the image and covers no face; None when there is no such place."""
+    x, y, w, h = face.box
+    top = min(max(y, 0), max(height - ph, 0))
+    left = min(max(x, 0), max(width - pw, 0))
+    for px, py in ((x + w + 4, top), (x - pw - 4, top), (left, y + h + 4), (left, y - ph - 4)):
+        rect = (px, py, px + pw, py + ph)
+        if px >= 0 and py >= 0 and px + pw <= width and py + ph <= height and not _overlaps(rect, boxes):
+            return px, py
+    return None
+
+
+def annotate(
+    image: np.ndarray, faces: Sequence[FacePrediction], bars: bool = True, panel: bool = True
+) -> np.ndarray:
+    """A uint8 RGB copy of ``image`` (RGB or gray) with every face drawn; the input is not modified.
+
+    Probability bars never cover a face: they go beside the face's box where there is room, else
+    into a side panel added to the right of the image (``panel=False``, e.g. for video frames whose
+    size is fixed: left out for that face).
+    """
     img = as_hwc(image)
     out = np.ascontiguousarray(np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img.copy())
     size = max(out.shape[:2])
     thick = max(1, round(size / 400))
     scale = max(0.35, size / 1200)
     unit = max(6, round(size / 90))  # bar height in pixels
-    for face in faces:
+    boxes = [f.box for f in faces]
+    homeless: list[tuple[int, FacePrediction]] = []
+    for i, face in enumerate(faces):
         x, y, w, h = face.box
         names = list(face.probabilities)
         color = PALETTE[names.index(face.label) % len(PALETTE)] if face.label in names else PALETTE[0]
         cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
-        label_bottom = _text(out, f"{face.label} {face.score:.2f}", x, y, scale, color, thick)
-        if bars:
-            panel = 9 * unit
-            if x + w + 4 + panel <= out.shape[1]:  # right of the box
-                _bars(out, face, x + w + 4, y, unit, scale)
-            elif x - panel - 4 >= 0:  # left of it
-                _bars(out, face, x - panel - 4, y, unit, scale)
-            else:  # the face fills the width: inside, below the label
-                _bars(out, face, x + thick + 1, max(label_bottom, y) + 2, unit, scale)
+        pw, ph = 9 * unit, len(names) * (unit + 2)
+        spot = _bar_spot(face, boxes, out.shape[1], out.shape[0], pw, ph) if bars else None
+        in_panel = bars and spot is None and panel
+        number = f"{i + 1}: " if in_panel else ""  # matches "face N" in the side panel
+        _text(out, f"{number}{face.label} {face.score:.2f}", x, y, scale, color, thick)
+        if spot is not None:
+            _bars(out, face, *spot, unit, scale)
+        elif in_panel:
+            homeless.append((i, face))
+    if homeless:
+        out = _side_panel(out, homeless, unit, scale)
     return out
+
+
+def _side_panel(
+    out: np.ndarray, faces: list[tuple[int, FacePrediction]], unit: int, scale: float
+) -> np.ndarray:
+    """Widen the image with a dark panel holding "face N" + bars for faces with no room beside them."""
+    block = (len(faces[0][1].probabilities) + 2) * (unit + 2)
+    height = max(out.shape[0], block * len(faces) + unit)
+    canvas = np.zeros((height, out.shape[1] + 10 * unit, 3), np.uint8)
+    canvas[: out.shape[0], : out.shape[1]] = out
+    for k, (i, face) in enumerate(faces):
+        top = k * block + unit
+        cv2.putText(canvas, f"face {i + 1}", (out.shape[1] + unit // 2, top + unit), FONT, scale * 0.7,
+                    (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
+        _bars(canvas, face, out.shape[1] + unit // 2, top + unit + 4, unit, scale)
+    return canvas
 
 
 def annotated_path(out_dir: str | os.PathLike, source: str | os.PathLike, used: set[str]) -> Path:

@@ -295,7 +295,7 @@ def _consume(frames: Iterator[FrameResult], summary: VideoSummary, rows, writer,
                 if timeline is not None:
                     timeline.add(fr.time_s, np.fromiter(face.probabilities.values(), float))
             if writer is not None or show:
-                bgr = cv2.cvtColor(annotate(fr.image, fr.faces), cv2.COLOR_RGB2BGR)
+                bgr = cv2.cvtColor(annotate(fr.image, fr.faces, panel=False), cv2.COLOR_RGB2BGR)
                 if writer is not None:
                     writer.write(bgr)
                 if show and _show(bgr):

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from urllib.parse import urlparse
 
 import timm
 import torch
@@ -48,20 +53,38 @@ def resolve_weights(pretrained: str) -> Path:
     return path
 
 
+@contextmanager
+def hub_offline_unless_reachable(needed: bool, timeout: float = 3.0) -> Iterator[None]:
+    """Put huggingface_hub in offline mode (cache only) when its server cannot be reached.
+
+    Offline, huggingface_hub otherwise retries every download with back-off for about a minute
+    per file before timm gives up; one quick connection test turns that into an immediate error.
+    """
+    from huggingface_hub import constants
+
+    if not needed or constants.HF_HUB_OFFLINE:
+        yield
+        return
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    previous = constants.HF_HUB_OFFLINE
+    constants.HF_HUB_OFFLINE = not reachable
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = previous
+
+
 def create_backbone(spec: ModelSpec) -> nn.Module:
     """timm backbone without classifier; weights from nowhere, the hub, or a local file."""
-    kwargs = dict(spec.kwargs, num_classes=0, in_chans=spec.in_chans)
-    if spec.pretrained == "none":
-        kwargs["pretrained"] = False
-    elif spec.pretrained == "hub":
-        kwargs["pretrained"] = True
-    else:
-        kwargs |= {
-            "pretrained": True,
-            "pretrained_cfg_overlay": {"file": str(resolve_weights(spec.pretrained))},
-        }
+    kwargs = dict(spec.kwargs, num_classes=0, in_chans=spec.in_chans, pretrained=spec.pretrained == "hub")
     try:
-        return timm.create_model(spec.timm_name, **kwargs)
+        with hub_offline_unless_reachable(spec.pretrained == "hub"):
+            backbone = timm.create_model(spec.timm_name, **kwargs)
     except RuntimeError as exc:
         if "Unknown model" in str(exc):
             close = timm.list_models(f"*{spec.timm_name.split('_')[0]}*")[:8]
@@ -74,6 +97,66 @@ def create_backbone(spec: ModelSpec) -> nn.Module:
                 f"(offline?). Pass a local file instead: --set model.pretrained=/path/to/weights.safetensors"
             ) from None
         raise FerkitError(f"model.pretrained: cannot read {spec.pretrained}: {exc}") from None
+    if spec.pretrained not in ("none", "hub"):
+        load_pretrained_file(backbone, spec, resolve_weights(spec.pretrained))
+    return backbone
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file or a ``.pth``/``.pt``/``.bin`` state dict (never unpickled)."""
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise FerkitError(f"model.pretrained: cannot read weights {path}: {exc}") from None
+    for key in ("state_dict", "model", "state_dict_ema"):  # common training-checkpoint wrappers
+        if isinstance(state, dict) and isinstance(state.get(key), dict):
+            state = state[key]
+            break
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise FerkitError(f"model.pretrained: {path} holds no state dict of tensors")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def load_pretrained_file(backbone: nn.Module, spec: ModelSpec, path: Path) -> None:
+    """Load a local weights file into ``backbone``, saying what does not fit.
+
+    The file's classifier is dropped (ferkit adds its own head) and its first convolution adapted to
+    ``in_chans``; any other missing, unexpected or differently shaped tensor is an error naming the
+    file, the architecture and the counts, or with ``model.pretrained_strict: false`` a warning
+    (the matching tensors are loaded, the rest stay random).
+    """
+    cfg = getattr(backbone, "pretrained_cfg", {}) or {}
+    heads = (
+        [cfg.get("classifier")]
+        if isinstance(cfg.get("classifier"), str)
+        else list(cfg.get("classifier") or [])
+    )
+    state = {k: v for k, v in read_weights(path).items() if not any(k.startswith(f"{h}.") for h in heads)}
+    first = f"{cfg.get('first_conv')}.weight"
+    if first in state and state[first].ndim == 4 and state[first].shape[1] != spec.in_chans:
+        from timm.models import adapt_input_conv
+
+        state[first] = adapt_input_conv(spec.in_chans, state[first])
+    own = backbone.state_dict()
+    missing = [k for k in own if k not in state and not k.endswith("num_batches_tracked")]
+    unexpected = [k for k in state if k not in own]
+    reshaped = [k for k in state if k in own and state[k].shape != own[k].shape]
+    fits = {k: v for k, v in state.items() if k in own and k not in reshaped}
+    if missing or unexpected or reshaped:
+        example = (reshaped or missing or unexpected)[0]
+        msg = (
+            f"model.pretrained: {path} does not fit {spec.timm_name}: {len(fits)} of {len(own)} tensors "
+            f"match; {len(missing)} missing from the file, {len(unexpected)} unexpected, {len(reshaped)} "
+            f"of another shape (e.g. {example})"
+        )
+        if spec.pretrained_strict:
+            raise FerkitError(msg + "; set model.pretrained_strict=false to load the matching ones anyway")
+        warnings.warn(msg + "; loading the matching tensors, the others stay random", stacklevel=2)
+    backbone.load_state_dict(fits, strict=False)
 
 
 def build_model(spec: ModelSpec, num_classes: int) -> FerNet:

@@ -11,7 +11,6 @@ import cv2
 import numpy as np
 
 INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
-CV_MAX_CHANNELS = 512  # cv2.resize handles at most this many channels at once
 
 
 @dataclass(frozen=True)
@@ -45,19 +44,19 @@ def match_channels(images: np.ndarray, channels: int) -> np.ndarray:
 
 
 def resize_batch(images: np.ndarray, size: int, interpolation: str) -> np.ndarray:
-    """Resize N same-sized images at once by stacking them along OpenCV's channel axis."""
+    """Resize N same-sized (N, H, W, 1|3) images to (N, size, size, C), one OpenCV call per image.
+
+    One call per image because OpenCV's area and cubic resizers take at most 4 channels when the
+    scale is not an integer (stacking the batch along the channel axis fails for e.g. 256 → 240).
+    """
     n, h, w, c = images.shape
     if (h, w) == (size, size):
         return images
     interp = cv2.INTER_AREA if size < min(h, w) else INTERPOLATION[interpolation]
-    stacked = images.transpose(1, 2, 0, 3).reshape(h, w, n * c)
-    parts = [
-        cv2.resize(stacked[..., i : i + CV_MAX_CHANNELS], (size, size), interpolation=interp).reshape(
-            size, size, -1
-        )
-        for i in range(0, n * c, CV_MAX_CHANNELS)
-    ]
-    return np.concatenate(parts, axis=2).reshape(size, size, n, c).transpose(2, 0, 1, 3)
+    out = np.empty((n, size, size, c), np.uint8)
+    for i in range(n):
+        out[i] = cv2.resize(images[i], (size, size), interpolation=interp).reshape(size, size, c)
+    return out
 
 
 def network_view(images: np.ndarray, pp: Preprocessing) -> np.ndarray:

@@ -36,6 +36,9 @@ class ModelSpec(BaseModel):
     pretrained: str = Field(
         "none", description="none | hub (timm download, needs internet) | path to .safetensors/.pth"
     )
+    pretrained_strict: bool = Field(
+        True, description="a weights file must fit the architecture (all but the classifier head)"
+    )
     head: Literal["linear", "dropout", "mlp"] = "linear"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     hidden: int = Field(256, gt=0, description="width of the mlp head's hidden layer")

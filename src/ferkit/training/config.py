@@ -2,40 +2,17 @@
 
 from __future__ import annotations
 
+import difflib
+import typing
 from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, Field, ValidationError, model_validator
 
+from ferkit.data.spec import DataSpec, Strict
 from ferkit.errors import FerkitError
 from ferkit.models.spec import ModelSpec
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class SplitSpec(Strict):
-    """Re-split one split (or an unsplit pool) stratified by ratios, e.g. 87.5/12.5 of Training."""
-
-    ratios: list[float] = Field(min_length=2, max_length=3)
-    names: list[str] = ["train", "val", "test"]
-    source: str | None = Field(None, description="split to divide; None = all items (a pool)")
-    seed: int = 42
-
-
-class DataSpec(Strict):
-    path: str | None = Field(None, description="dataset source (usually given by --data)")
-    image_size: int | None = Field(None, description="stored image side; None = auto")
-    color: Literal["auto", "gray", "rgb"] = "auto"
-    split: SplitSpec | None = None
-    train_split: str = "train"
-    val_split: str = Field("auto", description="'auto' = val if present, else test")
-    subset: int | None = Field(None, gt=0, description="stratified subset of the training split")
-    drop_leaked: bool = False
-    drop_conflicting: bool = False
-    on_device: Literal["auto", "always", "never"] = "auto"
 
 
 class AugmentSpec(Strict):
@@ -191,6 +168,30 @@ def _merge(base: dict, over: dict) -> dict:
     return out
 
 
+def _unknown_key(loc: tuple) -> str:
+    """ "(unknown key; did you mean 'batch_size'?)" from the valid keys where the unknown one sits."""
+    model: type[BaseModel] | None = TrainConfig
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part)
+        model = _submodel(field.annotation) if field else None
+    valid = list(model.model_fields) if model else []
+    close = difflib.get_close_matches(str(loc[-1]), valid, n=1, cutoff=0.5)
+    return (
+        f" (unknown key; did you mean {close[0]!r}?)"
+        if close
+        else f" (unknown key; valid: {', '.join(valid)})"
+    )
+
+
+def _submodel(annotation) -> type[BaseModel] | None:
+    """The pydantic model inside an annotation such as ``X``, ``X | None`` or ``list[X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_submodel, typing.get_args(annotation)) if m is not None), None)
+
+
 def build_config(raw: dict, overrides: list[str] = (), origin: str = "config") -> TrainConfig:
     """Validate a config dict (after ``key=value`` overrides); errors name the offending key.
 
@@ -210,7 +211,7 @@ def build_config(raw: dict, overrides: list[str] = (), origin: str = "config") -
     except ValidationError as exc:
         lines = [
             f"  {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}"
-            + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" else " (unknown key)")
+            + (f" (got {e['input']!r})" if e["type"] != "extra_forbidden" else _unknown_key(e["loc"]))
             for e in exc.errors()
         ]
         raise FerkitError(f"{origin}: invalid configuration:\n" + "\n".join(lines)) from None

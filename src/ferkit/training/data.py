@@ -7,10 +7,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ferkit.data import FaceDataset, drop_from_training, load_dataset, split_pool, stratified_subset
+from ferkit.data import (
+    DataSpec,
+    FaceDataset,
+    ResolvedSplit,
+    drop_from_training,
+    load_splits,
+    stratified_subset,
+)
 from ferkit.data.integrity import exact_duplicates
 from ferkit.errors import FerkitError
-from ferkit.training.config import DataSpec
 
 RESIDENT_LIMIT = 2 << 30  # keep a training split on the device when it is under 2 GiB
 
@@ -20,17 +26,14 @@ class TrainData:
     train: FaceDataset
     val: FaceDataset
     val_split: str
+    split: ResolvedSplit
     notes: dict = field(default_factory=dict)
 
 
 def prepare_data(spec: DataSpec, seed: int) -> TrainData:
     """Load, (re)split, clean and subset as the config says; errors name the config key."""
-    if not spec.path:
-        raise FerkitError("data.path: no dataset given (use --data PATH)")
-    ds = load_dataset(spec.path, image_size=spec.image_size, color=spec.color, progress=True)
-    if spec.split:
-        ds = split_pool(ds, spec.split.ratios, spec.split.names, spec.split.seed, spec.split.source)
-    elif ds.split_names() == ["all"]:
+    ds, split = load_splits(spec)
+    if ds.split_names() == ["all"]:
         raise FerkitError(
             f"{spec.path} is one pool of class folders: set data.split, e.g. "
             "--set 'data.split={ratios: [0.7, 0.15, 0.15]}'"
@@ -51,7 +54,7 @@ def prepare_data(spec: DataSpec, seed: int) -> TrainData:
     if spec.subset:
         train = stratified_subset(train, spec.subset, seed)
     notes |= {"train": len(train), "val": int((ds.splits == val_split).sum()), "val_split": val_split}
-    return TrainData(train, ds.split(val_split), val_split, notes)
+    return TrainData(train, ds.split(val_split), val_split, split, notes)
 
 
 class BatchSource:

@@ -9,6 +9,7 @@ import csv
 import io
 import json
 import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -151,6 +152,7 @@ class Trainer:
                                                                   minlength=len(self.class_names)).tolist(),
                                    strict=True)),
             "class_weights": None if self.class_weights is None else self.class_weights.tolist(),
+            "split": self.data.split.to_dict(),
         }  # fmt: skip
         atomic_write_text(self.out / "data.json", json.dumps(data_info, indent=2))
 
@@ -195,7 +197,11 @@ class Trainer:
         if not resume and (self.ckpt_dir / "last.pt").exists():
             raise FerkitError(f"{self.out}: a run already exists here; pass --resume or choose another --out")
         self._build(prepare_data(self.cfg.data, self.cfg.seed))
+        if self.is_main:
+            print(self.data.split.summary(), flush=True)
         prog, saved = self._load_last() if resume else (Progress(), None)
+        if self.is_main and resume:
+            print(self._where(prog), flush=True)
         if self.is_main and not resume:
             self._write_run_files()
         self._last_save = time.monotonic()
@@ -210,6 +216,16 @@ class Trainer:
         if self.world > 1:
             dist.barrier()
         return prog
+
+    def _where(self, prog: Progress) -> str:
+        """Where a resumed run continues, in the terms the config uses."""
+        if prog.done or prog.stage >= len(self.cfg.stages):
+            return f"resuming {self.out}: training already finished"
+        stage = self.cfg.stages[prog.stage]
+        return (
+            f"resuming {self.out}: stage {prog.stage + 1}/{len(self.cfg.stages)} ({stage.name}), "
+            f"epoch {prog.epoch + 1}/{stage.epochs}, step {prog.step}/{self.steps_per_epoch}"
+        )
 
     def _prepare_stage(self, stage: StageSpec, saved: dict | None) -> None:
         apply_freezing(self.model, stage)
@@ -256,10 +272,11 @@ class Trainer:
         started = time.monotonic() - prog.epoch_seconds
         loss_sum = torch.tensor(prog.loss_sum, dtype=torch.float64, device=self.device)
         correct = torch.tensor(prog.correct, dtype=torch.int64, device=self.device)
-        bar = tqdm(
+        self.bar = bar = tqdm(
             total=self.steps_per_epoch, initial=prog.step, leave=False,
-            disable=None if self.is_main else True,
-            desc=f"{stage.name} {prog.epoch + 1}/{stage.epochs}", unit="batch",
+            disable=not self.is_main, mininterval=0.5 if sys.stderr.isatty() else 30.0,
+            desc=f"{stage.name} {prog.epoch + 1}/{stage.epochs}", unit="step",
+            bar_format="{desc}: {bar:20} step {n_fmt}/{total_fmt} [{elapsed}<{remaining}]{postfix}",
         )  # fmt: skip
         try:
             while prog.step < self.steps_per_epoch:
@@ -271,13 +288,10 @@ class Trainer:
                 correct += hits
                 prog.step += 1
                 prog.seen += len(idx)
-                bar.update(1)
-                if prog.step % 20 == 0:
-                    bar.set_postfix(
-                        loss=f"{loss_sum.item() / prog.seen:.3f}", acc=f"{correct.item() / prog.seen:.3f}"
-                    )
                 prog.loss_sum, prog.correct = float(loss_sum.item()), int(correct.item())
                 prog.epoch_seconds = time.monotonic() - started
+                bar.set_postfix_str(self._rate(prog, prog.loss_sum), refresh=False)
+                bar.update(1)
                 for cb in self.callbacks:
                     cb(self, prog)
                 if prog.step < self.steps_per_epoch and self._checkpoint_due(prog):
@@ -292,6 +306,11 @@ class Trainer:
             "train_acc": prog.correct / max(1, prog.seen),
             "lr": prog.epoch_lr,
         }
+
+    def _rate(self, prog: Progress, loss_sum: float) -> str:
+        """The progress bar's live numbers: images per second this epoch and the running mean loss."""
+        speed = prog.seen / max(prog.epoch_seconds, 1e-9)
+        return f"{speed:.1f} img/s, loss {loss_sum / max(prog.seen, 1):.4f}"
 
     def _checkpoint_due(self, prog: Progress) -> bool:
         cfg = self.cfg.train
