@@ -2,9 +2,6 @@
 PYTHON ?= python3
 VENV := .venv
 STAMP := $(VENV)/.installed
-# Use a YuNet face-detector file when one lies beside the checkout (else the demo falls back to Haar).
-FERKIT_YUNET_MODEL ?= $(firstword $(wildcard ../shared/models/face_detection_yunet*.onnx))
-export FERKIT_YUNET_MODEL
 
 .PHONY: demo test test-slow lint setup
 

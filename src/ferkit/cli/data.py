@@ -10,8 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ferkit.data import analyse, dataset_report, load_dataset
-from ferkit.data.export import export_csv, export_folders
+from ferkit.extras import require_train
 from ferkit.fileio import atomic_write_text
 
 app = typer.Typer(help="Inspect datasets and convert between layouts.", no_args_is_help=True)
@@ -79,6 +78,9 @@ def inspect(
     clip: Annotated[float | None, typer.Option(help="Clip class weights at this maximum.")] = None,
 ) -> None:
     """Counts per split and class, unreadable files, duplicates, leakage and class weights."""
+    require_train("ferkit data inspect", ("scipy",))
+    from ferkit.data import analyse, dataset_report, load_dataset
+
     ds = load_dataset(path, image_size=size, color=color, strict=strict, progress=True)  # type: ignore[arg-type]
     report = dataset_report(ds, analyse(ds, None if near_threshold < 0 else near_threshold), clip)
     print_report(report)
@@ -94,6 +96,9 @@ def export_folders_cmd(
     strict: StrictOpt = False,
 ) -> None:
     """FER2013 CSV → Kaggle-style folders (Training→train, PublicTest→val, PrivateTest→test)."""
+    from ferkit.data import load_dataset
+    from ferkit.data.export import export_folders
+
     ds = load_dataset(source, strict=strict, progress=True)
     n = export_folders(ds, outdir)
     console.print(f"wrote {n} images to {outdir}; skipped {len(ds.skipped)} bad item(s)")
@@ -106,6 +111,9 @@ def export_csv_cmd(
     strict: StrictOpt = False,
 ) -> None:
     """Folders → the FER2013 CSV format (48x48 grayscale, FER2013 label ids)."""
+    from ferkit.data import load_dataset
+    from ferkit.data.export import export_csv
+
     ds = load_dataset(source, strict=strict, progress=True)
     n = export_csv(ds, out)
     console.print(f"wrote {n} rows to {out}; skipped {len(ds.skipped)} bad item(s)")

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from ferkit.errors import FerkitError
+from ferkit.extras import require_train
 
 TtaOpt = Annotated[str, typer.Option("--tta", help="none | flip | tencrop")]
 
@@ -32,6 +33,7 @@ def evaluate(
     gradcam: Annotated[int, typer.Option(help="Grad-CAM examples per class and outcome (0 = none).")] = 3,
 ) -> None:
     """Metrics, predictions, plots, Grad-CAM and report.html for a run or an ensemble."""
+    require_train("ferkit evaluate")
     from ferkit.evaluation.evaluate import evaluate as run_eval
 
     runs = list(run_dir or []) + list(ensemble or [])
@@ -52,6 +54,7 @@ def explain(
     out: Annotated[Path, typer.Option("--out", help="Output folder.")] = Path("explain"),
 ) -> None:
     """Grad-CAM overlay and class probabilities for single face images."""
+    require_train("ferkit explain")
     from ferkit.evaluation.explain import explain as run_explain
 
     for r in run_explain(run_dir, images, out):
@@ -66,6 +69,7 @@ def compare(
     tta: TtaOpt = "none",
 ) -> None:
     """Accuracy, macro-F1, parameters, GFLOPs and CPU latency of several runs, with charts."""
+    require_train("ferkit compare")
     from ferkit.evaluation.compare import COLUMNS
     from ferkit.evaluation.compare import compare as run_compare
 

@@ -26,12 +26,12 @@ ModelOpt = Annotated[
 ]
 DetectorOpt = Annotated[
     str,
-    typer.Option("--detector", help="yunet (accurate) | haar (offline fallback) | none (pre-cropped faces)."),
+    typer.Option("--detector", help="yunet (accurate, shipped) | haar (OpenCV's cascade) | none (pre-cropped faces)."),
 ]
 YunetOpt = Annotated[
     Path | None,
     typer.Option(
-        "--yunet-model", help="YuNet .onnx file (else $FERKIT_YUNET_MODEL or ~/.cache/ferkit/models/)."
+        "--yunet-model", help="YuNet .onnx file (else $FERKIT_YUNET_MODEL, else the one shipped with ferkit)."
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="torch device for run directories: cpu, cuda, ...")]
