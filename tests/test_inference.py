@@ -273,12 +273,12 @@ def other_model(tiny_run, tmp_path_factory) -> Path:
     """A second model with the tiny run's classes and preprocessing but a different head."""
     bundle = read_bundle(tiny_run)
     gen = torch.Generator().manual_seed(0)
-    bundle["state_dict"] = {
+    bundle.state_dict = {
         k: v + torch.randn(v.shape, generator=gen) if k.startswith("head.") else v
-        for k, v in bundle["state_dict"].items()
+        for k, v in bundle.state_dict.items()
     }
     path = tmp_path_factory.mktemp("other") / "other.pt"
-    atomic_save({"model": bundle}, path)
+    atomic_save({"model": bundle.to_dict()}, path)
     return path
 
 
@@ -303,8 +303,8 @@ def test_an_ensemble_exports_to_one_onnx_file(tiny_run, other_model, tmp_path):
 
 def test_ensemble_members_must_share_classes_and_preprocessing(tiny_run, tmp_path):
     bundle = read_bundle(tiny_run)
-    bundle["class_names"] = list(reversed(bundle["class_names"]))
-    atomic_save({"model": bundle}, tmp_path / "reversed.pt")
+    bundle.class_names = list(reversed(bundle.class_names))
+    atomic_save({"model": bundle.to_dict()}, tmp_path / "reversed.pt")
     with pytest.raises(FerkitError, match=r"reversed\.pt: class_names .* differ from .*only models with the"):
         load_checkpoint(tiny_run, tmp_path / "reversed.pt")
 
