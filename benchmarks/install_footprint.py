@@ -31,8 +31,12 @@ ROOT = Path(__file__).resolve().parents[1]
 INSTALLS = {"light": "", "full": "[train]"}
 
 
+# The venvs must see only what was installed into them (not a source tree on PYTHONPATH).
+CLEAN_ENV = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+
+
 def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
-    res = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    res = subprocess.run(cmd, capture_output=True, text=True, env=CLEAN_ENV, **kw)
     if res.returncode != 0:
         raise SystemExit(f"failed: {' '.join(map(str, cmd))}\n{res.stdout[-2000:]}\n{res.stderr[-4000:]}")
     return res
@@ -46,6 +50,17 @@ def build_wheel(out: Path) -> Path:
 def dir_mb(path: Path) -> float:
     total = sum(f.lstat().st_size for f in path.rglob("*") if f.is_file() and not f.is_symlink())
     return total / 2**20
+
+
+def biggest(venv: Path, n: int = 6) -> str:
+    """The largest top-level entries of a venv's site-packages (a package and its ``.libs`` together)."""
+    sizes: dict[str, float] = {}
+    for entry in next(venv.glob("lib/python*/site-packages")).iterdir():
+        if entry.is_dir() and not entry.name.endswith((".dist-info", "__pycache__")):
+            key = entry.name.removesuffix(".libs").replace("opencv_python_headless", "cv2")
+            sizes[key] = sizes.get(key, 0.0) + dir_mb(entry)
+    top = sorted(sizes.items(), key=lambda kv: -kv[1])[:n]
+    return ", ".join(f"{k} {v:.0f}" for k, v in top)
 
 
 def make_venv(path: Path) -> Path:
@@ -89,9 +104,11 @@ def main() -> None:
             bins[name] = make_venv(tmp / name)
             start = time.perf_counter()
             run([bins[name] / "pip", "install", "--no-cache-dir", f"{wheel}{extra}"])
+            print(f"{name}: installed in {time.perf_counter() - start:.0f} s", flush=True)
             rows[name] = {
                 "size_mb": dir_mb(tmp / name) - empty,
                 "pip_s": time.perf_counter() - start,
+                "biggest": biggest(tmp / name),
                 "torch": any((tmp / name / "lib").glob("python*/site-packages/torch")),
                 "cold": [],
                 "warm": [],
@@ -104,6 +121,8 @@ def main() -> None:
                     dropped &= drop_caches()
                 rows[name]["cold"].append(first_prediction(bins[name], tmp / f"{name}.json"))
                 rows[name]["warm"].append(first_prediction(bins[name], tmp / f"{name}.json"))
+                print(f"round {r + 1} {name}: cold {rows[name]['cold'][-1]:.2f} s, "
+                      f"warm {rows[name]['warm'][-1]:.2f} s", flush=True)  # fmt: skip
 
     print(f"machine: {machine()}; load average after: {load_average()}; Python {sys.version.split()[0]}")
     cold = "page cache dropped before each cold run" if args.drop_caches and dropped else "page cache NOT dropped"
@@ -115,6 +134,8 @@ def main() -> None:
             f"{name:<8} {row['size_mb']:>8.0f} {row['pip_s']:>7.0f} {'yes' if row['torch'] else 'no':>6} "
             f"{statistics.median(row['cold']):>24.2f} {statistics.median(row['warm']):>7.2f}"
         )
+    for name, row in rows.items():
+        print(f"{name} largest packages (MB): {row['biggest']}")
     light, full = rows["light"], rows["full"]
     print(
         f"full / light: size x{full['size_mb'] / light['size_mb']:.1f}, cold first prediction "

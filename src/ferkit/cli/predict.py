@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ferkit.errors import NothingReadError
 from ferkit.inference.recognizer import (
     ImageResult,
     Recognizer,
@@ -110,3 +111,5 @@ def predict(
                     annotated_path(annotate_dir, result.source, used), annotate(result.image, result.faces)
                 )
     typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    if counts["unreadable"] == counts["images"]:
+        raise NothingReadError(f"none of the {counts['images']} input file(s) could be read")

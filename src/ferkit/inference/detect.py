@@ -20,6 +20,7 @@ from ferkit.errors import FerkitError
 
 YUNET_URL = "https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet"
 YUNET_ENV = "FERKIT_YUNET_MODEL"
+YUNET_MIN_SIDE = 10  # pixels: YuNet finds faces of about 10 px and more
 YUNET_ASSET = "face_detection_yunet_2026may.onnx"  # shipped in ferkit/assets (MIT, YUNET_LICENSE.txt)
 DETECTORS = ("yunet", "haar", "none")
 
@@ -169,6 +170,8 @@ class YuNetDetector(Detector):
             raise FerkitError(f"{self.model_path}: not a usable YuNet ONNX model ({reason})") from None
 
     def _find(self, image: np.ndarray) -> list[tuple[float, float, float, float, float | None]]:
+        if min(image.shape[:2]) < YUNET_MIN_SIDE:  # too thin to hold a face; YuNet returns noise there
+            return []
         size = (image.shape[1], image.shape[0])
         if size != self._size:  # re-sizing the network is cheap but not free: video frames share a size
             self._net.setInputSize(size)

@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ferkit.errors import FerkitError
+from ferkit.errors import FerkitError, NothingReadError
 from ferkit.fileio import atomic_output
 from ferkit.inference.annotate import annotate
 from ferkit.inference.recognizer import (
@@ -265,7 +265,7 @@ def process_video(
             _consume(frames, summary, rows, writer, timeline, show)
             summary.frames_read = count.n
             if summary.frames_processed == 0:
-                raise FerkitError(
+                raise NothingReadError(
                     f"{source}: no frame could be read (empty video, or a codec OpenCV cannot decode)"
                 )
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -141,6 +142,8 @@ def read_model_file(path: Path, allow: Sequence[Any] = ()) -> dict:
     Raises:
         FerkitError: "not a ferkit model file: PATH (...)" for anything else.
     """
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since PyTorch 1.6
+        raise FerkitError(f"not a ferkit model file: {path} (not a PyTorch .pt archive)")
     try:
         with torch.serialization.safe_globals(list(allow)):
             data = torch.load(path, map_location="cpu", weights_only=True)
@@ -151,8 +154,8 @@ def read_model_file(path: Path, allow: Sequence[Any] = ()) -> dict:
             f"not a ferkit model file: {path} (refused to load: {what}; ferkit model files hold only "
             "weights and plain data, so no code in them can run)"
         ) from None
-    except Exception as exc:  # torch raises many types for files that are not its zip/pickle format
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    except Exception as exc:  # torch raises many types for damaged archives
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
         raise FerkitError(f"not a ferkit model file: {path} ({reason})") from None
     if not isinstance(data, dict):
         raise FerkitError(f"not a ferkit model file: {path} (it holds a {type(data).__name__}, not a dict)")
