@@ -1,7 +1,8 @@
 """The `ferkit` command: a thin layer over the library (it imports ferkit, never the reverse).
 
 Exit codes: 0 success (a batch command read at least one input; per-file errors are in its output);
-1 nothing could be read (every input image unreadable, or no video frame; outputs still say why);
+1 nothing could be read (every input image unreadable, or no video frame; predict still writes
+  its outputs, which say why);
 2 a user error (bad option, path, file, model or config value): one line on stderr, no traceback;
 130 interrupted (Ctrl-C).
 """

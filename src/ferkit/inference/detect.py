@@ -8,6 +8,7 @@ Images are uint8 RGB ``(H, W, 3)`` or gray ``(H, W)`` / ``(H, W, 1)``, as ferkit
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -165,8 +166,8 @@ class YuNetDetector(Detector):
             self._net = cv2.FaceDetectorYN.create(
                 str(self.model_path), "", self._size, score_threshold, nms_threshold, 5000
             )
-        except cv2.error as exc:
-            reason = str(exc).strip().splitlines()[-1]
+        except cv2.error as exc:  # "OpenCV(4.x) file:line: error: (-2:...) REASON in function 'f'"
+            reason = re.sub(r".*error: \([^)]*\) |\s*in function .*$", "", str(exc).strip().splitlines()[-1])
             raise FerkitError(f"{self.model_path}: not a usable YuNet ONNX model ({reason})") from None
 
     def _find(self, image: np.ndarray) -> list[tuple[float, float, float, float, float | None]]:

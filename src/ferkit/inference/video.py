@@ -243,6 +243,8 @@ def process_video(
     source's duration. Ctrl-C (or q/Esc in the window) stops early and still writes the outputs.
     Outputs appear atomically; a failure leaves none half-written.
     """
+    if every < 1:
+        raise FerkitError(f"--every must be at least 1 (every K-th frame), not {every}")
     live = isinstance(source, int)
     if show:
         require_display()
