@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from ferkit.errors import FerkitError
 from ferkit.models.preprocess import Preprocessing
 from ferkit.models.spec import ModelSpec
@@ -64,6 +66,9 @@ class ModelBundle:
             if not isinstance(state, dict) or not all(hasattr(v, "is_floating_point") for v in state.values()):
                 raise TypeError("state_dict must map parameter names to tensors")
             return cls(list(names), pp, ModelSpec(**data["spec"]), state, source=source)
-        except (KeyError, TypeError, ValueError) as exc:  # pydantic's ValidationError is a ValueError
+        except ValidationError as exc:
+            reason = "; ".join(f"spec.{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            raise FerkitError(f"not a ferkit model file: {where} (model bundle: {reason})") from None
+        except (KeyError, TypeError, ValueError) as exc:
             reason = f"missing {exc}" if isinstance(exc, KeyError) else str(exc).splitlines()[0]
             raise FerkitError(f"not a ferkit model file: {where} (model bundle: {reason})") from None
