@@ -11,6 +11,7 @@ order; ``--drop-caches`` (root, Linux) empties the page cache before each cold r
 (files cached) follows each cold one. Medians are reported, with the load average.
 
     .venv/bin/python benchmarks/install_footprint.py --rounds 5 --drop-caches
+    .venv/bin/python benchmarks/install_footprint.py --rounds 9 --drop-caches --keep /tmp/venvs  # reusable
     .venv/bin/python benchmarks/install_footprint.py --wheel dist/ferkit-0.1.0-py3-none-any.whl
 """
 
@@ -79,11 +80,9 @@ def drop_caches() -> bool:
 
 def first_prediction(bin_dir: Path, out: Path) -> float:
     """Seconds for a new ``ferkit predict`` process on the bundled photo, JSON written."""
-    photo = run(
-        [bin_dir / "python", "-c", "import ferkit, pathlib; print(pathlib.Path(ferkit.__file__).parent)"]
-    ).stdout.strip()
+    photo = next(bin_dir.parent.glob("lib/python*/site-packages/ferkit/assets/astronaut.jpg"))
     start = time.perf_counter()
-    run([bin_dir / "ferkit", "predict", f"{photo}/assets/astronaut.jpg", "--json", str(out)], cwd=out.parent)
+    run([bin_dir / "ferkit", "predict", str(photo), "--json", str(out)], cwd=out.parent)
     return time.perf_counter() - start
 
 
@@ -92,22 +91,26 @@ def main() -> None:
     ap.add_argument("--wheel", type=Path, help="ferkit wheel to install (default: build one from this tree)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     ap.add_argument("--drop-caches", action="store_true", help="empty the page cache before each cold run")
-    ap.add_argument("--workdir", type=Path, help="where the venvs go (default: a temporary folder)")
+    ap.add_argument("--keep", type=Path, help="keep the venvs in this folder, and reuse those found there")
     args = ap.parse_args()
 
-    with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        tmp = Path(tmp)
-        wheel = args.wheel or build_wheel(tmp / "dist")
-        empty = dir_mb(make_venv(tmp / "empty").parent)
+    with tempfile.TemporaryDirectory() as scratch:
+        tmp = args.keep or Path(scratch)
+        wheel = args.wheel or build_wheel(Path(scratch) / "dist")
+        empty = dir_mb(make_venv(Path(scratch) / "empty").parent)
         bins, rows = {}, {}
         for name, extra in INSTALLS.items():
-            bins[name] = make_venv(tmp / name)
-            start = time.perf_counter()
-            run([bins[name] / "pip", "install", "--no-cache-dir", f"{wheel}{extra}"])
-            print(f"{name}: installed in {time.perf_counter() - start:.0f} s", flush=True)
+            pip_s = float("nan")
+            bins[name] = tmp / name / "bin"
+            if not (bins[name] / "ferkit").exists():
+                make_venv(tmp / name)
+                start = time.perf_counter()
+                run([bins[name] / "pip", "install", "--no-cache-dir", f"{wheel}{extra}"])
+                pip_s = time.perf_counter() - start
+                print(f"{name}: installed in {pip_s:.0f} s", flush=True)
             rows[name] = {
                 "size_mb": dir_mb(tmp / name) - empty,
-                "pip_s": time.perf_counter() - start,
+                "pip_s": pip_s,  # nan: a kept venv was reused
                 "biggest": biggest(tmp / name),
                 "torch": any((tmp / name / "lib").glob("python*/site-packages/torch")),
                 "cold": [],
@@ -119,8 +122,8 @@ def main() -> None:
             for name in order[r % 2 :] + order[: r % 2]:
                 if args.drop_caches:
                     dropped &= drop_caches()
-                rows[name]["cold"].append(first_prediction(bins[name], tmp / f"{name}.json"))
-                rows[name]["warm"].append(first_prediction(bins[name], tmp / f"{name}.json"))
+                rows[name]["cold"].append(first_prediction(bins[name], Path(scratch) / f"{name}.json"))
+                rows[name]["warm"].append(first_prediction(bins[name], Path(scratch) / f"{name}.json"))
                 print(f"round {r + 1} {name}: cold {rows[name]['cold'][-1]:.2f} s, "
                       f"warm {rows[name]['warm'][-1]:.2f} s", flush=True)  # fmt: skip
 
