@@ -128,7 +128,11 @@ def main() -> None:
                       f"warm {rows[name]['warm'][-1]:.2f} s", flush=True)  # fmt: skip
 
     print(f"machine: {machine()}; load average after: {load_average()}; Python {sys.version.split()[0]}")
-    cold = "page cache dropped before each cold run" if args.drop_caches and dropped else "page cache NOT dropped"
+    cold = (
+        "page cache dropped before each cold run"
+        if args.drop_caches and dropped
+        else "page cache NOT dropped"
+    )
     print(f"{args.rounds} interleaved rounds, medians; {cold}; sizes exclude an empty venv ({empty:.0f} MB)")
     print(f"{'install':<8} {'size MB':>8} {'pip s':>7} {'torch':>6} {'cold first prediction s':>24} "
           f"{'warm s':>7}")  # fmt: skip

@@ -85,7 +85,11 @@ def tables(m: dict) -> tuple[str, str]:
 
 
 def card(
-    runs: list[Path], bundles: list[ModelBundle], results: dict[str, dict], onnx: ExportReport, pt_mb: float | None
+    runs: list[Path],
+    bundles: list[ModelBundle],
+    results: dict[str, dict],
+    onnx: ExportReport,
+    pt_mb: float | None,
 ) -> str:
     m0, m1 = results["none"], results["flip"]
     per_class, cm = tables(m1)

@@ -150,12 +150,14 @@ CASES = [
     Case("predict-only-unreadable", ["predict", "{d}/images/zero.jpg", "{d}/images/text.jpg",
                                      "{d}/images/cut.png", "--csv", "{out}/r.csv"], 1,
          "none of the 3 input file(s) could be read"),
-    Case("predict-model-text", ["predict", "{d}/images", "--model", "{d}/notes.txt", "--json", "{out}/r.json"],
-         2, "not a ferkit model file: {d}/notes.txt (not a PyTorch .pt archive)"),
+    Case("predict-model-text",
+         ["predict", "{d}/images", "--model", "{d}/notes.txt", "--json", "{out}/r.json"], 2,
+         "not a ferkit model file: {d}/notes.txt (not a PyTorch .pt archive)"),
     Case("predict-model-fake-pt", ["predict", "{d}/images", "--model", "{d}/fake.pt"], 2,
          "not a ferkit model file: {d}/fake.pt"),
-    Case("predict-model-malicious", ["predict", "{d}/images", "--model", "{d}/evil.pt", "--json", "{out}/r.json"],
-         2, "not a ferkit model file: {d}/evil.pt (refused to load: it refers to"),
+    Case("predict-model-malicious",
+         ["predict", "{d}/images", "--model", "{d}/evil.pt", "--json", "{out}/r.json"], 2,
+         "not a ferkit model file: {d}/evil.pt (refused to load: it refers to"),
     Case("predict-model-bare-pickle", ["predict", "{d}/images", "--model", "{d}/evil.pkl.pt"], 2,
          "not a ferkit model file: {d}/evil.pkl.pt (not a PyTorch .pt archive)"),
     Case("predict-model-malicious-run", ["predict", "{d}/images", "--model", "{d}/evil_run"], 2,
@@ -178,8 +180,10 @@ CASES = [
     Case("predict-batch-zero", ["predict", "{d}/images", "--batch-size", "0", "--json", "{out}/r.json"], 2,
          "batch size must be >= 1, not 0"),
     # --- video
-    Case("video-missing", ["video", "{d}/nope.mp4", "--csv", "{out}/v.csv"], 2, "{d}/nope.mp4: video file not found"),
-    Case("video-zero-byte", ["video", "{d}/empty.mp4", "--csv", "{out}/v.csv"], 2, "{d}/empty.mp4: cannot open"),
+    Case("video-missing", ["video", "{d}/nope.mp4", "--csv", "{out}/v.csv"], 2,
+         "{d}/nope.mp4: video file not found"),
+    Case("video-zero-byte", ["video", "{d}/empty.mp4", "--csv", "{out}/v.csv"], 2,
+         "{d}/empty.mp4: cannot open"),
     Case("video-text", ["video", "{d}/text.mp4", "--csv", "{out}/v.csv"], 2, "{d}/text.mp4: cannot open"),
     Case("video-file-and-webcam", ["video", "{d}/text.mp4", "--webcam", "0"], 2, "give either a video file"),
     Case("video-every-zero", ["video", "{d}/text.mp4", "--every", "0", "--csv", "{out}/v.csv"], 2,
@@ -187,7 +191,8 @@ CASES = [
     Case("video-malicious-model", ["video", "{d}/text.mp4", "--model", "{d}/evil.pt"], 2,
          "not a ferkit model file: {d}/evil.pt (refused to load"),
     # --- configs and runs
-    Case("train-missing-config", ["train", "--out", "{out}/run", "--config", "{d}/nope.yaml"], 2, "nope.yaml"),
+    Case("train-missing-config", ["train", "--out", "{out}/run", "--config", "{d}/nope.yaml"], 2,
+         "nope.yaml"),
     Case("train-yaml-syntax", ["train", "--out", "{out}/run", "--config", "{d}/bad_syntax.yaml"], 2,
          "bad_syntax.yaml"),
     Case("train-unknown-key", ["train", "--out", "{out}/run", "--config", "{d}/unknown_key.yaml"], 2,
@@ -246,7 +251,14 @@ def test_bad_input(case: Case, corpus: Path, tmp_path, monkeypatch, capsys):
 
 def test_predict_over_hard_images_writes_a_result_for_every_file(corpus, tmp_path, monkeypatch, capsys):
     """Blank, 1-pixel, 20000x40, 40x20000, zero-byte, text and truncated images: one row each."""
-    args = ["predict", str(corpus / "images"), "--json", str(tmp_path / "r.json"), "--csv", str(tmp_path / "r.csv")]
+    args = [
+        "predict",
+        str(corpus / "images"),
+        "--json",
+        str(tmp_path / "r.json"),
+        "--csv",
+        str(tmp_path / "r.csv"),
+    ]
     code, stdout, stderr = run_main(args, monkeypatch, capsys)
     assert code == 0, stderr
     results = {Path(r["source"]).name: r for r in json.loads((tmp_path / "r.json").read_text())}

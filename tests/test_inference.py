@@ -30,7 +30,6 @@ from ferkit.models.predict import predict_proba
 from ferkit.training.checkpoint import atomic_save
 
 
-
 def astronaut() -> np.ndarray:
     from skimage.data import astronaut
 
@@ -205,7 +204,8 @@ def test_the_onnx_path_imports_no_torch(tiny_run, tiny_onnx):
         faces = rec.predict_faces([np.full((48, 48), 128, np.uint8), np.zeros((60, 50, 3), np.uint8)])
         files = list(rec.predict_files([{str(face_files(tiny_run)[0])!r}]))
         assert len(faces) == 2 and len(files[0].faces) == 1
-        heavy = [m for m in sys.modules if m.split(".")[0] in ("torch", "timm", "matplotlib")]
+        heavy = [m for m in sys.modules
+                 if m.split(".")[0] in ("torch", "timm", "matplotlib", "sklearn", "scipy")]
         layers = [m for m in sys.modules if m.startswith(("ferkit.training", "ferkit.evaluation"))]
         assert not heavy and not layers, (heavy[:5], layers)
         print("ok")

@@ -30,7 +30,8 @@ def test_inference_and_the_cli_import_nothing_of_the_training_extra():
         import ferkit.inference, ferkit.inference.video, ferkit.inference.annotate, ferkit.cli.main
         from ferkit.inference.recognizer import read_image
         heavy = sorted({{m.split(".")[0] for m in sys.modules}} & set({HEAVY!r}))
-        layers = [m for m in sys.modules if m.startswith(("ferkit.training", "ferkit.evaluation", "ferkit.export"))]
+        layers = [m for m in sys.modules
+                  if m.startswith(("ferkit.training", "ferkit.evaluation", "ferkit.export"))]
         assert not heavy and not layers, (heavy, layers)
         print("ok")
     """)
@@ -123,8 +124,14 @@ def test_bundle_round_trip_and_validation():
     for bad, reason in (
         ([], "expected a dict"),
         ({"class_names": "ab", "preprocessing": pp.to_dict()}, "class_names must be a list of strings"),
-        ({"class_names": ["a"], "preprocessing": pp.to_dict(), "spec": {}, "state_dict": {"w": 1}}, "tensors"),
-        ({"class_names": ["a"], "preprocessing": pp.to_dict(), "spec": {"head": "x"}, "state_dict": {}}, "head"),
+        (
+            {"class_names": ["a"], "preprocessing": pp.to_dict(), "spec": {}, "state_dict": {"w": 1}},
+            "tensors",
+        ),
+        (
+            {"class_names": ["a"], "preprocessing": pp.to_dict(), "spec": {"head": "x"}, "state_dict": {}},
+            "head",
+        ),
     ):
         with pytest.raises(FerkitError, match=rf"not a ferkit model file: x\.pt \(model bundle: .*{reason}"):
             ModelBundle.from_dict(bad, "x.pt")

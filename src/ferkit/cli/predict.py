@@ -27,7 +27,9 @@ ModelOpt = Annotated[
 ]
 DetectorOpt = Annotated[
     str,
-    typer.Option("--detector", help="yunet (accurate, shipped) | haar (OpenCV's cascade) | none (pre-cropped faces)."),
+    typer.Option(
+        "--detector", help="yunet (accurate, shipped) | haar (OpenCV's cascade) | none (pre-cropped faces)."
+    ),
 ]
 YunetOpt = Annotated[
     Path | None,

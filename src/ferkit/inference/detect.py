@@ -140,7 +140,8 @@ def find_yunet_model(model_path: str | os.PathLike | None = None) -> Path:
     if not path.is_file():
         raise FerkitError(
             f"{path}: the YuNet face detector shipped with ferkit is missing (a broken installation?); "
-            f"reinstall ferkit, pass a model with --yunet-model FILE or ${YUNET_ENV} (download: {YUNET_URL}), "
+            f"reinstall ferkit, pass a model with --yunet-model FILE or ${YUNET_ENV} "
+            f"(download: {YUNET_URL}), "
             "or use --detector haar"
         )
     return path

@@ -38,7 +38,10 @@ class ModelBundle:
 
     def to_dict(self) -> dict:
         """The plain-data form saved in model files (readable by older ferkit versions too)."""
-        out: dict[str, Any] = {"class_names": list(self.class_names), "preprocessing": self.preprocessing.to_dict()}
+        out: dict[str, Any] = {
+            "class_names": list(self.class_names),
+            "preprocessing": self.preprocessing.to_dict(),
+        }
         if self.members:
             out["members"] = [m.to_dict() for m in self.members]
         else:
@@ -63,7 +66,9 @@ class ModelBundle:
                 members = [cls.from_dict(m, f"{where} (member {i})") for i, m in enumerate(data["members"])]
                 return cls(list(names), pp, members=members, source=source)
             state = data["state_dict"]
-            if not isinstance(state, dict) or not all(hasattr(v, "is_floating_point") for v in state.values()):
+            if not isinstance(state, dict) or not all(
+                hasattr(v, "is_floating_point") for v in state.values()
+            ):
                 raise TypeError("state_dict must map parameter names to tensors")
             return cls(list(names), pp, ModelSpec(**data["spec"]), state, source=source)
         except ValidationError as exc:
