@@ -109,7 +109,6 @@ def model_status(model: Path | None) -> str:
     """Which model is measured: the shipped default, or a run's checkpoint (epoch, selection score,
     whether the run had finished)."""
     from ferkit.models.factory import read_model_file
-    from ferkit.training.checkpoint import RNG_GLOBALS
 
     if model is None:
         return "ferkit's shipped default model (src/ferkit/assets, see MODEL_CARD.md)"
@@ -122,7 +121,7 @@ def model_status(model: Path | None) -> str:
     if "metrics" in best:
         what += f" (val acc {best['metrics'].get('val_acc', float('nan')):.4f} as selected in training)"
     if (ckpts / "last.pt").is_file():
-        prog = read_model_file(ckpts / "last.pt", RNG_GLOBALS)["train_state"]["progress"]
+        prog = read_model_file(ckpts / "last.pt")["train_state"]["progress"]
         done = len(prog.get("history", []))
         what += "; run finished" if prog.get("done") else f"; run still training ({done} epochs done)"
     return f"{run}: {what}"

@@ -69,6 +69,8 @@ def corpus(tmp_path_factory) -> Path:
     (d / "empty.mp4").write_bytes(b"")
     (d / "text.mp4").write_text("not a video")
     malicious_pt(d / "evil.pt", marker)
+    # the NumPy arrays model files may hold (RNG state) must not smuggle objects in either
+    torch.save({"model": np.array([Payload(marker)], dtype=object)}, d / "evil_numpy.pt")
     (d / "evil.pkl.pt").write_bytes(__import__("pickle").dumps(Payload(marker)))  # a bare pickle
     buf = io.BytesIO()
     torch.save({"epoch": 3}, buf)
@@ -158,6 +160,8 @@ CASES = [
     Case("predict-model-malicious",
          ["predict", "{d}/images", "--model", "{d}/evil.pt", "--json", "{out}/r.json"], 2,
          "not a ferkit model file: {d}/evil.pt (refused to load: it refers to"),
+    Case("predict-model-numpy-payload", ["predict", "{d}/images", "--model", "{d}/evil_numpy.pt"], 2,
+         "not a ferkit model file: {d}/evil_numpy.pt (refused to load"),
     Case("predict-model-bare-pickle", ["predict", "{d}/images", "--model", "{d}/evil.pkl.pt"], 2,
          "not a ferkit model file: {d}/evil.pkl.pt (not a PyTorch .pt archive)"),
     Case("predict-model-malicious-run", ["predict", "{d}/images", "--model", "{d}/evil_run"], 2,

@@ -23,7 +23,6 @@ from ferkit.models.predict import predict_proba
 from ferkit.models.preprocess import Preprocessing
 from ferkit.models.spec import ModelSpec
 from ferkit.training.augment import augment_batch
-from ferkit.training.checkpoint import RNG_GLOBALS
 from ferkit.training.config import AugmentSpec, load_config
 from ferkit.training.engine import Trainer
 from ferkit.training.optim import apply_freezing, parameterised_layers
@@ -195,7 +194,7 @@ def test_exact_resume_after_sigkill_mid_epoch(tiny_data, tmp_path):
     assert ref.returncode == 0, ref.stderr
     killed = run(tmp_path / "cut", "1:1:3")  # stage 2, its second epoch, after its third step
     assert killed.returncode == -9, killed.stderr
-    state = read_model_file(tmp_path / "cut/checkpoints/last.pt", RNG_GLOBALS)["train_state"]["progress"]
+    state = read_model_file(tmp_path / "cut/checkpoints/last.pt")["train_state"]["progress"]
     assert (state["stage"], state["epoch"], state["step"]) == (1, 1, 2)  # mid-epoch checkpoint
     resumed = run(tmp_path / "cut", "")
     assert resumed.returncode == 0, resumed.stderr
@@ -204,8 +203,8 @@ def test_exact_resume_after_sigkill_mid_epoch(tiny_data, tmp_path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     assert strip(read_metrics(tmp_path / "cut")) == strip(read_metrics(tmp_path / "ref"))
-    a = read_model_file(tmp_path / "ref/checkpoints/last.pt", RNG_GLOBALS)["model"]["state_dict"]
-    b = read_model_file(tmp_path / "cut/checkpoints/last.pt", RNG_GLOBALS)["model"]["state_dict"]
+    a = read_model_file(tmp_path / "ref/checkpoints/last.pt")["model"]["state_dict"]
+    b = read_model_file(tmp_path / "cut/checkpoints/last.pt")["model"]["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -6,10 +6,9 @@ import os
 import pickle
 import re
 import zipfile
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+import numpy as np
 import timm
 import torch
 from torch import nn
@@ -104,6 +103,12 @@ def resolve_preprocessing(spec: ModelSpec, backbone: nn.Module, data_channels: i
     )
 
 
+# The only classes and functions allowed in a model file beyond plain data and tensors: those a NumPy
+# array pickles as (the NumPy RNG state that `last.pt` holds for exact resume).
+_multiarray = getattr(np, "_core", None) or np.core  # NumPy 2 renamed numpy.core
+NUMPY_GLOBALS = (np.ndarray, np.dtype, type(np.dtype(np.uint32)), _multiarray.multiarray._reconstruct)
+
+
 def model_bundle(model: FerNet, spec: ModelSpec, class_names: list[str], pp: Preprocessing) -> ModelBundle:
     """Everything inference needs, independent of any config file."""
     return ModelBundle(
@@ -135,9 +140,9 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
     return path / "checkpoints" / "best.pt" if path.is_dir() else path
 
 
-def read_model_file(path: Path, allow: Sequence[Any] = ()) -> dict:
-    """A ferkit ``.pt`` file's top-level dict, unpickled with ``weights_only=True``: only plain data and
-    tensors (plus the explicitly ``allow``-ed classes) are accepted, so a malicious file cannot run code.
+def read_model_file(path: Path) -> dict:
+    """A ferkit ``.pt`` file's top-level dict, unpickled with ``weights_only=True``: only plain data,
+    tensors and NumPy arrays (`NUMPY_GLOBALS`) are accepted, so a malicious file cannot run code.
 
     Raises:
         FerkitError: "not a ferkit model file: PATH (...)" for anything else.
@@ -145,7 +150,7 @@ def read_model_file(path: Path, allow: Sequence[Any] = ()) -> dict:
     if not zipfile.is_zipfile(path):  # torch.save has written zip archives since PyTorch 1.6
         raise FerkitError(f"not a ferkit model file: {path} (not a PyTorch .pt archive)")
     try:
-        with torch.serialization.safe_globals(list(allow)):
+        with torch.serialization.safe_globals(list(NUMPY_GLOBALS)):
             data = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         blocked = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))

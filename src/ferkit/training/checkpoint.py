@@ -18,12 +18,6 @@ def atomic_save(obj, path: Path) -> None:
     os.replace(tmp, path)
 
 
-# What `np.random.get_state()` pickles as, besides plain data: the only non-tensor objects that
-# `read_model_file` accepts in a training checkpoint (model files accept none).
-_multiarray = getattr(np, "_core", None) or np.core  # NumPy 2 renamed numpy.core
-RNG_GLOBALS = (np.ndarray, np.dtype, type(np.dtype(np.uint32)), _multiarray.multiarray._reconstruct)
-
-
 def rng_state(aug_gen: torch.Generator) -> dict:
     state = {
         "python": random.getstate(),

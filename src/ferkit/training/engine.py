@@ -30,7 +30,7 @@ from ferkit.models.factory import build_model, model_bundle, read_model_file, re
 from ferkit.models.predict import predict_proba
 from ferkit.runtime import keep_freed_memory
 from ferkit.training.augment import augment_batch
-from ferkit.training.checkpoint import RNG_GLOBALS, atomic_save, rng_state, seed_everything, set_rng_state
+from ferkit.training.checkpoint import atomic_save, rng_state, seed_everything, set_rng_state
 from ferkit.training.config import StageSpec, TrainConfig, dump_config
 from ferkit.training.data import BatchSource, TrainData, prepare_data
 from ferkit.training.distill import distill_loss
@@ -182,7 +182,7 @@ class Trainer:
         path = self.ckpt_dir / "last.pt"
         if not path.is_file():
             raise FerkitError(f"{path}: nothing to resume (no last checkpoint in {self.out})")
-        ckpt = read_model_file(path, allow=RNG_GLOBALS)
+        ckpt = read_model_file(path)
         if "train_state" not in ckpt or "model" not in ckpt:
             raise FerkitError(f"not a ferkit training checkpoint: {path} (no model and training state)")
         self.model.load_state_dict(ModelBundle.from_dict(ckpt["model"], str(path)).state_dict)
