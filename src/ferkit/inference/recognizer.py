@@ -201,7 +201,8 @@ class Recognizer:
         yunet_model: str | os.PathLike | None = None,
     ) -> Recognizer:
         """The torch model of a run directory (its best checkpoint) or of a ``.pt`` checkpoint;
-        several paths → the ensemble of their models (mean probability)."""
+        several paths → the ensemble of their models (mean probability). Needs the training extra
+        (``pip install 'ferkit[train]'``); model files are read without running code from them."""
         return cls(TorchBackend.from_checkpoint(path, device), detector, yunet_model)
 
     @classmethod
