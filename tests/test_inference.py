@@ -381,6 +381,18 @@ def test_unreadable_files_become_error_entries_and_the_run_goes_on(tiny_run, tor
     assert "cut.png: corrupt or truncated" in results[3].error
 
 
+def test_predict_files_takes_folders_like_the_cli(tiny_run, torch_rec, tmp_path):
+    faces = face_files(tiny_run, 2)
+    (tmp_path / "sub").mkdir()
+    for i, f in enumerate(faces):
+        (tmp_path / "sub" / f"{i}.png").write_bytes(f.read_bytes())
+    (tmp_path / "sub" / "notes.txt").write_text("not an image, not listed")
+    (tmp_path / "bad.jpg").write_text("listed, unreadable")
+    results = list(torch_rec.predict_files([tmp_path, faces[0]]))
+    assert [Path(r.source).name for r in results] == ["bad.jpg", "0.png", "1.png", faces[0].name]
+    assert results[0].error and [len(r.faces) for r in results[1:]] == [1, 1, 1]
+
+
 def test_expand_inputs_files_folders_globs(tmp_path):
     (tmp_path / "a/b").mkdir(parents=True)
     for name in ("a/1.png", "a/b/2.JPG", "a/notes.txt", "a/._3.jpg", "c.webp"):
