@@ -1,30 +1,36 @@
 # Two commands do all set-up on a fresh machine:  `make demo`  and  `make test`.
 PYTHON ?= python3
 VENV := .venv
-STAMP := $(VENV)/.installed
-# Use a YuNet face-detector file when one lies beside the checkout (else the demo falls back to Haar).
-FERKIT_YUNET_MODEL ?= $(firstword $(wildcard ../shared/models/face_detection_yunet*.onnx))
-export FERKIT_YUNET_MODEL
+LIGHT := $(VENV)/.installed-light
+FULL := $(VENV)/.installed-dev
 
 .PHONY: demo test test-slow lint setup
 
-setup: $(STAMP)
+setup: $(FULL)
 
-$(STAMP): pyproject.toml
+$(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --upgrade pip >/dev/null
-	$(VENV)/bin/pip install -e '.[dev]'
-	touch $(STAMP)
 
-demo: $(STAMP)
+# inference only (ONNX model, YuNet, OpenCV, onnxruntime): what `pip install ferkit` gives
+$(LIGHT): pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/pip install -e .
+	touch $(LIGHT)
+
+# everything: the training extra and the test tools
+$(FULL): pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/pip install -e '.[dev]'
+	touch $(LIGHT) $(FULL)
+
+demo: $(LIGHT)
 	$(VENV)/bin/ferkit demo
 
-test: $(STAMP)
+test: $(FULL)
 	$(VENV)/bin/python -m pytest
 
-test-slow: $(STAMP)
+test-slow: $(FULL)
 	$(VENV)/bin/python -m pytest -m slow
 
-lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+lint: $(FULL)
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts

@@ -108,7 +108,7 @@ def write_predictions(path: Path, ds, probs: np.ndarray) -> None:
 def model_status(model: Path | None) -> str:
     """Which model is measured: the shipped default, or a run's checkpoint (epoch, selection score,
     whether the run had finished)."""
-    import torch
+    from ferkit.models.factory import read_model_file
 
     if model is None:
         return "ferkit's shipped default model (src/ferkit/assets, see MODEL_CARD.md)"
@@ -116,14 +116,12 @@ def model_status(model: Path | None) -> str:
         return str(model)
     run = model
     ckpts = run / "checkpoints" if run.is_dir() else run.parent
-    best = torch.load(ckpts / "best.pt", map_location="cpu", weights_only=False)
+    best = read_model_file(ckpts / "best.pt")
     what = f"best.pt = epoch {best.get('epoch', '?')}"
     if "metrics" in best:
         what += f" (val acc {best['metrics'].get('val_acc', float('nan')):.4f} as selected in training)"
     if (ckpts / "last.pt").is_file():
-        prog = torch.load(ckpts / "last.pt", map_location="cpu", weights_only=False)["train_state"][
-            "progress"
-        ]
+        prog = read_model_file(ckpts / "last.pt")["train_state"]["progress"]
         done = len(prog.get("history", []))
         what += "; run finished" if prog.get("done") else f"; run still training ({done} epochs done)"
     return f"{run}: {what}"

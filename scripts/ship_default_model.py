@@ -21,51 +21,49 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
-
 from ferkit.evaluation.evaluate import evaluate
 from ferkit.export.onnx import ExportReport, export_onnx
 from ferkit.fileio import atomic_write_text
+from ferkit.models.bundle import ModelBundle
 from ferkit.models.ensemble import ensemble_bundle
-from ferkit.models.factory import checkpoint_file
+from ferkit.models.factory import checkpoint_file, read_bundle, read_model_file
 from ferkit.training.checkpoint import atomic_save
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSETS = ROOT / "src" / "ferkit" / "assets"
 
 
-def fp16_bundle(run: Path) -> dict:
+def fp16_bundle(run: Path) -> ModelBundle:
     """The best checkpoint's model bundle with floating-point tensors stored as fp16 (half the size)."""
-    ckpt = torch.load(checkpoint_file(run), map_location="cpu", weights_only=False)
-    bundle = ckpt["model"]
-    bundle["state_dict"] = {
-        k: v.half() if v.is_floating_point() else v for k, v in bundle["state_dict"].items()
-    }
-    bundle["source"] = {"run": run.name, "epoch": ckpt["epoch"], "selection": ckpt["metrics"]}
+    ckpt = read_model_file(checkpoint_file(run))
+    bundle = read_bundle(run)
+    bundle.state_dict = {k: v.half() if v.is_floating_point() else v for k, v in bundle.state_dict.items()}
+    bundle.source = {"run": run.name, "epoch": ckpt["epoch"], "selection": ckpt["metrics"]}
     return bundle
 
 
-def shipped_run_dir(run: Path, bundle: dict, where: Path) -> Path:
+def shipped_run_dir(run: Path, bundle: ModelBundle, where: Path) -> Path:
     """A run directory whose best.pt is the fp16 bundle, so evaluation measures the shipped weights."""
     (where / "checkpoints").mkdir(parents=True)
     atomic_save(
-        {"model": bundle, "epoch": bundle["source"]["epoch"], "metrics": {}}, where / "checkpoints/best.pt"
+        {"model": bundle.to_dict(), "epoch": bundle.source["epoch"], "metrics": {}},
+        where / "checkpoints/best.pt",
     )
     for name in ("config.yaml", "metrics.csv", "data.json"):
         (where / name).write_bytes((run / name).read_bytes())
     return where
 
 
-def describe(run: Path, bundle: dict) -> str:
+def describe(run: Path, bundle: ModelBundle) -> str:
     """One member: architecture, head, recipe file and the epoch selected."""
-    spec, src = bundle["spec"], bundle["source"]
+    spec, src = bundle.spec, bundle.source
     recipe = ROOT / "configs" / f"{run.name}.yaml"
     recipe_text = f"`configs/{recipe.name}`" if recipe.is_file() else f"the run's `config.yaml` ({run.name})"
     with (run / "metrics.csv").open() as fh:
         epochs = list(csv.DictReader(fh))
     minutes = sum(float(e["seconds"]) for e in epochs) / 60
     return (
-        f"`{spec['name']}` (ImageNet-initialised) + Dropout({spec['dropout']}) → Dense head, recipe "
+        f"`{spec.name}` (ImageNet-initialised) + Dropout({spec.dropout}) → Dense head, recipe "
         f"{recipe_text}: {len(epochs)} epochs, {minutes:.0f} min of training epochs; epoch "
         f"{src['epoch']} selected (PublicTest accuracy with flip TTA: "
         f"{src['selection'].get('val_acc', 0):.4f})"
@@ -87,11 +85,15 @@ def tables(m: dict) -> tuple[str, str]:
 
 
 def card(
-    runs: list[Path], bundles: list[dict], results: dict[str, dict], onnx: ExportReport, pt_mb: float | None
+    runs: list[Path],
+    bundles: list[ModelBundle],
+    results: dict[str, dict],
+    onnx: ExportReport,
+    pt_mb: float | None,
 ) -> str:
     m0, m1 = results["none"], results["flip"]
     per_class, cm = tables(m1)
-    pp = bundles[0]["preprocessing"]
+    pp = bundles[0].preprocessing.to_dict()
     acc = onnx.accuracy or {}
     data = json.loads((runs[0] / "data.json").read_text())
     members = "\n".join(f"- {describe(r, b)}" for r, b in zip(runs, bundles, strict=True))
@@ -171,7 +173,7 @@ def main() -> None:
     args.assets.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         pt = Path(tmp) / "default_model.pt"
-        atomic_save({"model": bundle}, pt)
+        atomic_save({"model": bundle.to_dict()}, pt)
         onnx = export_onnx(pt, args.assets / "default_model.onnx", "fp16", data=args.data, split=args.split)
         print("\n".join(onnx.lines()))
         shipped = [shipped_run_dir(r, b, Path(tmp) / r.name) for r, b in zip(args.runs, bundles, strict=True)]

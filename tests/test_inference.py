@@ -14,7 +14,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from conftest import SHARED
 from typer.testing import CliRunner
 
 from ferkit.cli.main import app
@@ -23,15 +22,12 @@ from ferkit.errors import FerkitError
 from ferkit.evaluation.gradcam import gradcam_overlays, target_layers
 from ferkit.export import export_onnx
 from ferkit.inference import Recognizer, make_detector
-from ferkit.inference.detect import YUNET_URL, square_crop
+from ferkit.inference.detect import YUNET_ASSET, square_crop
 from ferkit.inference.recognizer import expand_inputs, read_image
 from ferkit.inference.video import Timeline, process_video
 from ferkit.models.factory import load_checkpoint, read_bundle
 from ferkit.models.predict import predict_proba
 from ferkit.training.checkpoint import atomic_save
-
-YUNET = next(iter(sorted((SHARED / "models").glob("face_detection_yunet*.onnx"))), None)
-needs_yunet = pytest.mark.skipif(YUNET is None, reason="../shared/models has no YuNet model")
 
 
 def astronaut() -> np.ndarray:
@@ -208,7 +204,8 @@ def test_the_onnx_path_imports_no_torch(tiny_run, tiny_onnx):
         faces = rec.predict_faces([np.full((48, 48), 128, np.uint8), np.zeros((60, 50, 3), np.uint8)])
         files = list(rec.predict_files([{str(face_files(tiny_run)[0])!r}]))
         assert len(faces) == 2 and len(files[0].faces) == 1
-        heavy = [m for m in sys.modules if m.split(".")[0] in ("torch", "timm", "matplotlib")]
+        heavy = [m for m in sys.modules
+                 if m.split(".")[0] in ("torch", "timm", "matplotlib", "sklearn", "scipy")]
         layers = [m for m in sys.modules if m.startswith(("ferkit.training", "ferkit.evaluation"))]
         assert not heavy and not layers, (heavy[:5], layers)
         print("ok")
@@ -276,12 +273,12 @@ def other_model(tiny_run, tmp_path_factory) -> Path:
     """A second model with the tiny run's classes and preprocessing but a different head."""
     bundle = read_bundle(tiny_run)
     gen = torch.Generator().manual_seed(0)
-    bundle["state_dict"] = {
+    bundle.state_dict = {
         k: v + torch.randn(v.shape, generator=gen) if k.startswith("head.") else v
-        for k, v in bundle["state_dict"].items()
+        for k, v in bundle.state_dict.items()
     }
     path = tmp_path_factory.mktemp("other") / "other.pt"
-    atomic_save({"model": bundle}, path)
+    atomic_save({"model": bundle.to_dict()}, path)
     return path
 
 
@@ -306,8 +303,8 @@ def test_an_ensemble_exports_to_one_onnx_file(tiny_run, other_model, tmp_path):
 
 def test_ensemble_members_must_share_classes_and_preprocessing(tiny_run, tmp_path):
     bundle = read_bundle(tiny_run)
-    bundle["class_names"] = list(reversed(bundle["class_names"]))
-    atomic_save({"model": bundle}, tmp_path / "reversed.pt")
+    bundle.class_names = list(reversed(bundle.class_names))
+    atomic_save({"model": bundle.to_dict()}, tmp_path / "reversed.pt")
     with pytest.raises(FerkitError, match=r"reversed\.pt: class_names .* differ from .*only models with the"):
         load_checkpoint(tiny_run, tmp_path / "reversed.pt")
 
@@ -342,9 +339,8 @@ def test_square_crops_are_padded_at_borders():
     assert (inside == img[5:15, 10:20]).all()
 
 
-@needs_yunet
 def test_yunet_finds_exactly_the_astronaut():
-    dets = make_detector("yunet", model_path=YUNET).detect(astronaut())
+    dets = make_detector("yunet").detect(astronaut())
     assert len(dets) == 1
     x, y, w, h = dets[0].box
     assert 190 < x + w / 2 < 250 and 80 < y + h / 2 < 150 and 60 < w < 140  # her face, roughly
@@ -358,9 +354,9 @@ def test_haar_finds_the_astronaut():
     assert 190 < x + w / 2 < 250 and 80 < y + h / 2 < 150
 
 
-@pytest.mark.parametrize("detector", ["haar", pytest.param("yunet", marks=needs_yunet)])
+@pytest.mark.parametrize("detector", ["haar", "yunet"])
 def test_image_without_face_gives_empty_result(tiny_run, detector):
-    rec = Recognizer.from_run(tiny_run, detector=detector, yunet_model=YUNET)
+    rec = Recognizer.from_run(tiny_run, detector=detector)
     flat, photo = np.full((240, 320, 3), 128, np.uint8), astronaut()
     results = rec.predict_images([flat, photo, flat[..., 0]], sources=["flat", "photo", "gray"])
     assert [len(r.faces) >= 1 for r in results] == [False, True, False]
@@ -385,6 +381,18 @@ def test_unreadable_files_become_error_entries_and_the_run_goes_on(tiny_run, tor
     assert "cut.png: corrupt or truncated" in results[3].error
 
 
+def test_predict_files_takes_folders_like_the_cli(tiny_run, torch_rec, tmp_path):
+    faces = face_files(tiny_run, 2)
+    (tmp_path / "sub").mkdir()
+    for i, f in enumerate(faces):
+        (tmp_path / "sub" / f"{i}.png").write_bytes(f.read_bytes())
+    (tmp_path / "sub" / "notes.txt").write_text("not an image, not listed")
+    (tmp_path / "bad.jpg").write_text("listed, unreadable")
+    results = list(torch_rec.predict_files([tmp_path, faces[0]]))
+    assert [Path(r.source).name for r in results] == ["bad.jpg", "0.png", "1.png", faces[0].name]
+    assert results[0].error and [len(r.faces) for r in results[1:]] == [1, 1, 1]
+
+
 def test_expand_inputs_files_folders_globs(tmp_path):
     (tmp_path / "a/b").mkdir(parents=True)
     for name in ("a/1.png", "a/b/2.JPG", "a/notes.txt", "a/._3.jpg", "c.webp"):
@@ -403,31 +411,22 @@ def test_expand_inputs_files_folders_globs(tmp_path):
 # --- YuNet model discovery -------------------------------------------------------------------------
 
 
-def test_missing_yunet_model_says_how_to_pass_it(monkeypatch, tmp_path):
-    monkeypatch.delenv("FERKIT_YUNET_MODEL", raising=False)  # the cache dir is an empty temp dir (conftest)
-    with pytest.raises(FerkitError) as err:
-        make_detector("yunet")
-    message = str(err.value)
-    assert "\n" not in message
-    assert all(s in message for s in ("--yunet-model", "FERKIT_YUNET_MODEL", YUNET_URL, "--detector haar"))
-    with pytest.raises(FerkitError, match=r"nope\.onnx: YuNet face detector model not found"):
-        make_detector("yunet", model_path=tmp_path / "nope.onnx")
+def test_yunet_is_shipped_and_overridable(monkeypatch, tmp_path):
+    monkeypatch.delenv("FERKIT_YUNET_MODEL", raising=False)
+    shipped = make_detector("yunet").model_path
+    assert shipped.parent.name == "assets" and shipped.name == YUNET_ASSET
+    assert (shipped.parent / "YUNET_LICENSE.txt").read_text().count("MIT License") == 1
     (tmp_path / "bad.onnx").write_text("not onnx")
+    monkeypatch.setenv("FERKIT_YUNET_MODEL", str(tmp_path / "bad.onnx"))  # the variable overrides it
     with pytest.raises(FerkitError, match=r"bad\.onnx: not a usable YuNet ONNX model"):
-        make_detector("yunet", model_path=tmp_path / "bad.onnx")
+        make_detector("yunet")
+    monkeypatch.setenv("FERKIT_YUNET_MODEL", str(tmp_path / "copy.onnx"))
+    (tmp_path / "copy.onnx").symlink_to(shipped)
+    assert make_detector("yunet").model_path == tmp_path / "copy.onnx"
+    with pytest.raises(FerkitError, match=r"nope\.onnx: YuNet face detector model not found"):
+        make_detector("yunet", model_path=tmp_path / "nope.onnx")  # the argument overrides both
     with pytest.raises(FerkitError, match="unknown face detector 'mtcnn'"):
         make_detector("mtcnn")
-
-
-@needs_yunet
-def test_yunet_model_from_env_and_cache_dir(monkeypatch, tmp_path):
-    monkeypatch.setenv("FERKIT_YUNET_MODEL", str(YUNET))
-    assert make_detector("yunet").model_path == YUNET
-    monkeypatch.delenv("FERKIT_YUNET_MODEL")
-    monkeypatch.setenv("FERKIT_CACHE_DIR", str(tmp_path))
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "face_detection_yunet_test.onnx").symlink_to(YUNET)  # a link, not a copy
-    assert make_detector("yunet").model_path.name == "face_detection_yunet_test.onnx"
 
 
 # --- CLI -------------------------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from conftest import SHARED, TINY_TRAIN
 from ferkit.cli.train import with_soft_labels
 from ferkit.data.synthetic import make_synthetic_folders
 from ferkit.errors import FerkitError
-from ferkit.models.factory import build_model, load_checkpoint, resolve_preprocessing
+from ferkit.models.factory import build_model, load_checkpoint, read_model_file, resolve_preprocessing
 from ferkit.models.predict import predict_proba
 from ferkit.models.preprocess import Preprocessing
 from ferkit.models.spec import ModelSpec
@@ -200,7 +200,7 @@ def test_exact_resume_after_sigkill_mid_epoch(tiny_data, tmp_path):
     assert ref.returncode == 0, ref.stderr
     killed = run(tmp_path / "cut", "1:1:3")  # stage 2, its second epoch, after its third step
     assert killed.returncode == -9, killed.stderr
-    state = torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=False)["train_state"]["progress"]
+    state = read_model_file(tmp_path / "cut/checkpoints/last.pt")["train_state"]["progress"]
     assert (state["stage"], state["epoch"], state["step"]) == (1, 1, 2)  # mid-epoch checkpoint
     resumed = run(tmp_path / "cut", "")
     assert resumed.returncode == 0, resumed.stderr
@@ -210,8 +210,8 @@ def test_exact_resume_after_sigkill_mid_epoch(tiny_data, tmp_path):
         return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
     assert strip(read_metrics(tmp_path / "cut")) == strip(read_metrics(tmp_path / "ref"))
-    a = torch.load(tmp_path / "ref/checkpoints/last.pt", weights_only=False)["model"]["state_dict"]
-    b = torch.load(tmp_path / "cut/checkpoints/last.pt", weights_only=False)["model"]["state_dict"]
+    a = read_model_file(tmp_path / "ref/checkpoints/last.pt")["model"]["state_dict"]
+    b = read_model_file(tmp_path / "cut/checkpoints/last.pt")["model"]["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 

@@ -3,3 +3,7 @@
 
 class FerkitError(Exception):
     """An error the user can fix (bad path, bad file, bad config value); its message says how."""
+
+
+class NothingReadError(FerkitError):
+    """None of a command's inputs could be read (every image unreadable, no video frame): exit code 1."""

@@ -10,9 +10,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ferkit.data import analyse, dataset_report, load_dataset
-from ferkit.data.export import export_csv, export_folders
-from ferkit.data.split import group_report
+from ferkit.errors import FerkitError
+from ferkit.extras import require_train
 from ferkit.fileio import atomic_write_text
 
 app = typer.Typer(help="Inspect datasets and convert between layouts.", no_args_is_help=True)
@@ -21,6 +20,18 @@ console = Console()
 SizeOpt = Annotated[int | None, typer.Option("--size", help="Stored image side (default: auto).")]
 ColorOpt = Annotated[str, typer.Option("--color", help="auto | gray | rgb")]
 StrictOpt = Annotated[bool, typer.Option("--strict", help="Fail on the first unreadable file or CSV row.")]
+
+
+def load_nonempty(path: Path, **options):
+    """`load_dataset`, refusing a source in which no image could be read (with the first reasons)."""
+    from ferkit.data import load_dataset
+
+    ds = load_dataset(path, progress=True, **options)
+    if len(ds) == 0:
+        reasons = "; ".join(f"{where}: {why}" for where, why in ds.skipped[:3])
+        detail = f" ({len(ds.skipped)} unreadable: {reasons}{'; ...' if len(ds.skipped) > 3 else ''})"
+        raise FerkitError(f"{path}: no readable images{detail if ds.skipped else ''}")
+    return ds
 
 
 def print_report(report: dict) -> None:
@@ -94,7 +105,11 @@ def inspect(
     ] = None,
 ) -> None:
     """Counts per split and class, unreadable files, duplicates, leakage and class weights."""
-    ds = load_dataset(path, image_size=size, color=color, strict=strict, progress=True)  # type: ignore[arg-type]
+    require_train("ferkit data inspect", ("scipy",))
+    from ferkit.data import analyse, dataset_report
+    from ferkit.data.split import group_report
+
+    ds = load_nonempty(path, image_size=size, color=color, strict=strict)
     report = dataset_report(ds, analyse(ds, None if near_threshold < 0 else near_threshold), clip)
     if group_by:
         report["groups"] = group_report(ds, group_by)
@@ -111,7 +126,9 @@ def export_folders_cmd(
     strict: StrictOpt = False,
 ) -> None:
     """FER2013 CSV → Kaggle-style folders (Training→train, PublicTest→val, PrivateTest→test)."""
-    ds = load_dataset(source, strict=strict, progress=True)
+    from ferkit.data.export import export_folders
+
+    ds = load_nonempty(source, strict=strict)
     n = export_folders(ds, outdir)
     console.print(f"wrote {n} images to {outdir}; skipped {len(ds.skipped)} bad item(s)")
 
@@ -123,6 +140,8 @@ def export_csv_cmd(
     strict: StrictOpt = False,
 ) -> None:
     """Folders → the FER2013 CSV format (48x48 grayscale, FER2013 label ids)."""
-    ds = load_dataset(source, strict=strict, progress=True)
+    from ferkit.data.export import export_csv
+
+    ds = load_nonempty(source, strict=strict)
     n = export_csv(ds, out)
     console.print(f"wrote {n} rows to {out}; skipped {len(ds.skipped)} bad item(s)")

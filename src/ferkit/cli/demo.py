@@ -9,21 +9,9 @@ from typing import Annotated
 
 import typer
 
-from ferkit.errors import FerkitError
 from ferkit.fileio import atomic_write_text
 
 PHOTO = "astronaut.jpg"  # Eileen Collins, NASA (public domain), as shipped by scikit-image
-
-
-def _detector() -> str:
-    """YuNet when its model file can be found (option, $FERKIT_YUNET_MODEL, cache), else Haar (bundled)."""
-    from ferkit.inference.detect import find_yunet_model
-
-    try:
-        find_yunet_model(None)
-    except FerkitError:
-        return "haar"
-    return "yunet"
 
 
 def demo(
@@ -36,7 +24,7 @@ def demo(
     from ferkit.inference.annotate import annotate, write_image
     from ferkit.inference.recognizer import read_image
 
-    detector = _detector()
+    detector = "yunet"  # shipped in the package, like the model and the photo
     recognizer = Recognizer.default(detector=detector)
     with resources.as_file(resources.files("ferkit") / "assets" / PHOTO) as photo:
         image = read_image(photo)

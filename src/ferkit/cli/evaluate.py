@@ -9,6 +9,7 @@ import typer
 
 from ferkit.cli.predict import DetectorOpt, YunetOpt
 from ferkit.errors import FerkitError
+from ferkit.extras import require_train
 
 TtaOpt = Annotated[str, typer.Option("--tta", help="none | flip | tencrop")]
 
@@ -63,6 +64,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Score any model on any labelled dataset: metrics, predictions, plots, Grad-CAM and report.html."""
+    require_train("ferkit evaluate")
     from ferkit.data.classes import parse_class_map
     from ferkit.evaluation.evaluate import CROSS_COLUMNS, cross_row
     from ferkit.evaluation.evaluate import evaluate as run_eval
@@ -104,6 +106,7 @@ def explain(
     yunet_model: YunetOpt = None,
 ) -> None:
     """Grad-CAM overlay and class probabilities for the face in each image, cropped as predict does."""
+    require_train("ferkit explain")
     from ferkit.evaluation.explain import explain as run_explain
 
     for r in run_explain(run_dir, images, out, _check_detector(detector), yunet_model):
@@ -121,6 +124,7 @@ def compare(
     tta: TtaOpt = "none",
 ) -> None:
     """Accuracy, macro-F1, parameters, GFLOPs and CPU latency of several runs, with charts."""
+    require_train("ferkit compare")
     from ferkit.evaluation.compare import COLUMNS
     from ferkit.evaluation.compare import compare as run_compare
 

@@ -36,6 +36,9 @@ def export(
     classes and preprocessing).
     """
     from ferkit.errors import FerkitError
+    from ferkit.extras import require_train
+
+    require_train("ferkit export")
     from ferkit.export import export_onnx
 
     if int8 and fp16:

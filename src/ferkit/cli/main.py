@@ -1,4 +1,11 @@
-"""The `ferkit` command: a thin layer over the library (it imports ferkit, never the reverse)."""
+"""The `ferkit` command: a thin layer over the library (it imports ferkit, never the reverse).
+
+Exit codes: 0 success (a batch command read at least one input; per-file errors are in its output);
+1 nothing could be read (every input image unreadable, or no video frame; predict still writes
+  its outputs, which say why);
+2 a user error (bad option, path, file, model or config value): one line on stderr, no traceback;
+130 interrupted (Ctrl-C).
+"""
 
 from __future__ import annotations
 
@@ -7,10 +14,14 @@ import sys
 import typer
 
 from ferkit.cli import data, demo, evaluate, export, predict, train, video
-from ferkit.errors import FerkitError
+from ferkit.errors import FerkitError, NothingReadError
+
+EXIT_NOTHING_READ, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
 
 app = typer.Typer(
     help="Facial expression recognition: inspect data, train, evaluate, recognise.",
+    epilog="Exit codes: 0 success; 1 no input could be read; 2 bad option, path, file, model or config "
+    "(one line on stderr); 130 interrupted.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -27,15 +38,18 @@ app.command("compare")(evaluate.compare)
 
 
 def main() -> None:
-    """Entry point: user errors become one readable line and exit code 2, not a traceback."""
+    """Entry point: user errors become one readable line and a documented exit code, not a traceback."""
     try:
         app()
-    except FerkitError as exc:
+    except NothingReadError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(2)
-    except FileExistsError as exc:
+        sys.exit(EXIT_NOTHING_READ)
+    except (FerkitError, FileExistsError) as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
-        sys.exit(2)
+        sys.exit(EXIT_USER_ERROR)
+    except KeyboardInterrupt:
+        typer.secho("interrupted", fg="red", err=True)
+        sys.exit(EXIT_INTERRUPTED)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from ferkit.errors import NothingReadError
 from ferkit.inference.recognizer import (
     ImageResult,
     Recognizer,
@@ -26,12 +27,14 @@ ModelOpt = Annotated[
 ]
 DetectorOpt = Annotated[
     str,
-    typer.Option("--detector", help="yunet (accurate) | haar (offline fallback) | none (pre-cropped faces)."),
+    typer.Option(
+        "--detector", help="yunet (accurate, shipped) | haar (OpenCV's cascade) | none (pre-cropped faces)."
+    ),
 ]
 YunetOpt = Annotated[
     Path | None,
     typer.Option(
-        "--yunet-model", help="YuNet .onnx file (else $FERKIT_YUNET_MODEL or ~/.cache/ferkit/models/)."
+        "--yunet-model", help="YuNet .onnx file (else $FERKIT_YUNET_MODEL, else the one shipped with ferkit)."
     ),
 ]
 DeviceOpt = Annotated[str, typer.Option("--device", help="torch device for run directories: cpu, cuda, ...")]
@@ -122,3 +125,5 @@ def predict(
                     annotated_path(annotate_dir, result.source, used), annotate(result.image, result.faces)
                 )
     typer.echo(", ".join(f"{k}: {v}" for k, v in counts.items()))
+    if counts["unreadable"] == counts["images"]:
+        raise NothingReadError(f"none of the {counts['images']} input file(s) could be read")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ferkit.errors import FerkitError
-from ferkit.training.config import TrainConfig, load_config
+from ferkit.extras import require_train
+
+if TYPE_CHECKING:
+    from ferkit.training.config import TrainConfig
 
 
 def with_soft_labels(cfg: TrainConfig) -> TrainConfig:
@@ -40,6 +43,8 @@ def train(
     ] = False,
 ) -> None:
     """Train a model; Ctrl-C or a kill loses at most the steps since the last checkpoint."""
+    require_train("ferkit train")
+    from ferkit.training.config import load_config
     from ferkit.training.engine import Trainer
 
     sets = list(overrides or [])

@@ -9,6 +9,7 @@ import typer
 
 from ferkit.cli.predict import DetectorOpt, DeviceOpt, ModelOpt, TtaOpt, YunetOpt, load_recognizer
 from ferkit.errors import FerkitError
+from ferkit.extras import require_train
 
 
 def video(
@@ -32,6 +33,8 @@ def video(
 
     if (source is None) == (webcam is None):
         raise FerkitError("give either a video file or --webcam N (not both)")
+    if plot is not None:
+        require_train("ferkit video --plot", ("matplotlib",))
     if webcam is not None:
         require_display()  # before loading anything: headless machines get the message at once
     rec = load_recognizer(model, detector, yunet_model, device, tta)

@@ -60,6 +60,9 @@ class TorchBackend:
     @classmethod
     def from_checkpoint(cls, path: ModelPaths, device: str = "cpu") -> TorchBackend:
         """From a run directory (its best checkpoint) or a ``.pt`` file; several → their ensemble."""
+        from ferkit.extras import require_train
+
+        require_train("a torch checkpoint (run directory or .pt file)", ("torch", "timm", "pydantic"))
         from ferkit.models.factory import load_checkpoint
 
         model, class_names, pp = load_checkpoint(*as_paths(path))

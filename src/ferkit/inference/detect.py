@@ -8,8 +8,10 @@ Images are uint8 RGB ``(H, W, 3)`` or gray ``(H, W)`` / ``(H, W, 1)``, as ferkit
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 
 import cv2
@@ -19,7 +21,8 @@ from ferkit.errors import FerkitError
 
 YUNET_URL = "https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet"
 YUNET_ENV = "FERKIT_YUNET_MODEL"
-YUNET_GLOB = "face_detection_yunet*.onnx"
+YUNET_MIN_SIDE = 10  # pixels: YuNet finds faces of about 10 px and more
+YUNET_ASSET = "face_detection_yunet_2026may.onnx"  # shipped in ferkit/assets (MIT, YUNET_LICENSE.txt)
 DETECTORS = ("yunet", "haar", "none")
 
 Box = tuple[int, int, int, int]
@@ -125,7 +128,7 @@ def to_bgr(image: np.ndarray) -> np.ndarray:
 
 
 def find_yunet_model(model_path: str | os.PathLike | None = None) -> Path:
-    """The YuNet ONNX file: explicit argument, else $FERKIT_YUNET_MODEL, else the user cache folder."""
+    """The YuNet ONNX file: explicit argument, else $FERKIT_YUNET_MODEL, else the one in the package."""
     if model_path is None and os.environ.get(YUNET_ENV):
         model_path = os.environ[YUNET_ENV]
     if model_path is not None:
@@ -133,17 +136,15 @@ def find_yunet_model(model_path: str | os.PathLike | None = None) -> Path:
         if not path.is_file():
             raise FerkitError(f"{path}: YuNet face detector model not found")
         return path
-    from ferkit.data.dataset import cache_root  # lazy: the data package is heavy to import
-
-    folder = cache_root() / "models"
-    found = sorted(folder.glob(YUNET_GLOB))
-    if found:
-        return found[0]
-    raise FerkitError(
-        f"no YuNet face detector model found: pass it with --yunet-model FILE (Python: "
-        f"make_detector('yunet', model_path=...)), set ${YUNET_ENV}, or put {YUNET_GLOB} in {folder}; "
-        f"download it from {YUNET_URL} — or use --detector haar (offline, less accurate)"
-    )
+    path = Path(str(resources.files("ferkit") / "assets" / YUNET_ASSET))
+    if not path.is_file():
+        raise FerkitError(
+            f"{path}: the YuNet face detector shipped with ferkit is missing (a broken installation?); "
+            f"reinstall ferkit, pass a model with --yunet-model FILE or ${YUNET_ENV} "
+            f"(download: {YUNET_URL}), "
+            "or use --detector haar"
+        )
+    return path
 
 
 class YuNetDetector(Detector):
@@ -166,11 +167,13 @@ class YuNetDetector(Detector):
             self._net = cv2.FaceDetectorYN.create(
                 str(self.model_path), "", self._size, score_threshold, nms_threshold, 5000
             )
-        except cv2.error as exc:
-            reason = str(exc).strip().splitlines()[-1]
+        except cv2.error as exc:  # "OpenCV(4.x) file:line: error: (-2:...) REASON in function 'f'"
+            reason = re.sub(r".*error: \([^)]*\) |\s*in function .*$", "", str(exc).strip().splitlines()[-1])
             raise FerkitError(f"{self.model_path}: not a usable YuNet ONNX model ({reason})") from None
 
     def _find(self, image: np.ndarray) -> list[tuple[float, float, float, float, float | None]]:
+        if min(image.shape[:2]) < YUNET_MIN_SIDE:  # too thin to hold a face; YuNet returns noise there
+            return []
         size = (image.shape[1], image.shape[0])
         if size != self._size:  # re-sizing the network is cheap but not free: video frames share a size
             self._net.setInputSize(size)
@@ -230,7 +233,7 @@ def make_detector(
     score_threshold: float = 0.8,
     margin: float = 0.2,
 ) -> Detector:
-    """A detector by name: ``yunet`` (needs its model file), ``haar`` (offline) or ``none``."""
+    """A detector by name: ``yunet`` (model shipped; ``model_path`` overrides it), ``haar`` or ``none``."""
     if name == "yunet":
         return YuNetDetector(model_path, score_threshold=score_threshold, margin=margin)
     if name == "haar":

@@ -201,7 +201,8 @@ class Recognizer:
         yunet_model: str | os.PathLike | None = None,
     ) -> Recognizer:
         """The torch model of a run directory (its best checkpoint) or of a ``.pt`` checkpoint;
-        several paths → the ensemble of their models (mean probability)."""
+        several paths → the ensemble of their models (mean probability). Needs the training extra
+        (``pip install 'ferkit[train]'``); model files are read without running code from them."""
         return cls(TorchBackend.from_checkpoint(path, device), detector, yunet_model)
 
     @classmethod
@@ -389,8 +390,15 @@ class Recognizer:
         keep_images: bool = False,
     ) -> Iterator[ImageResult]:
         """Results per file, in order, streamed chunk by chunk; an unreadable file gives a result with
-        ``error`` set instead of stopping the run. ``keep_images`` attaches the decoded pixels."""
-        paths = iter(paths)
+        ``error`` set instead of stopping the run.
+
+        Args:
+            paths: image files, or folders (their images, recursively, as `expand_inputs` finds them).
+            batch_size: faces per network batch.
+            images_per_chunk: images decoded and held at once.
+            keep_images: attach the decoded pixels to each result (for annotation).
+        """
+        paths = (f for p in paths for f in (expand_inputs([p]) if Path(p).is_dir() else [p]))
         while chunk := [str(p) for _, p in zip(range(images_per_chunk), paths, strict=False)]:
             images: dict[int, np.ndarray] = {}
             errors: dict[int, str] = {}

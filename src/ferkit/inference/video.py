@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ferkit.errors import FerkitError
+from ferkit.errors import FerkitError, NothingReadError
 from ferkit.fileio import atomic_output
 from ferkit.inference.annotate import annotate
 from ferkit.inference.recognizer import (
@@ -243,6 +243,8 @@ def process_video(
     source's duration. Ctrl-C (or q/Esc in the window) stops early and still writes the outputs.
     Outputs appear atomically; a failure leaves none half-written.
     """
+    if every < 1:
+        raise FerkitError(f"--every must be at least 1 (every K-th frame), not {every}")
     live = isinstance(source, int)
     if show:
         require_display()
@@ -265,7 +267,7 @@ def process_video(
             _consume(frames, summary, rows, writer, timeline, show)
             summary.frames_read = count.n
             if summary.frames_processed == 0:
-                raise FerkitError(
+                raise NothingReadError(
                     f"{source}: no frame could be read (empty video, or a codec OpenCV cannot decode)"
                 )
     finally:

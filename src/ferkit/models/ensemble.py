@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ferkit.errors import FerkitError
+from ferkit.models.bundle import ModelBundle
 
 
 class Ensemble(nn.Module):
@@ -30,15 +31,16 @@ class Ensemble(nn.Module):
         return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
 
 
-def ensemble_bundle(bundles: list[dict], sources: list[str]) -> dict:
+def ensemble_bundle(bundles: list[ModelBundle], sources: list[str]) -> ModelBundle:
     """One bundle holding every member's; they must share class names and preprocessing, because an
     ensemble is fed one input batch."""
     first, where = bundles[0], sources[0]
     for bundle, source in zip(bundles[1:], sources[1:], strict=True):
         for key in ("class_names", "preprocessing"):
-            if bundle[key] != first[key]:
+            mine, theirs = getattr(bundle, key), getattr(first, key)
+            if mine != theirs:
                 raise FerkitError(
-                    f"{source}: {key} {bundle[key]} differ from {where}'s {first[key]}; "
+                    f"{source}: {key} {mine} differ from {where}'s {theirs}; "
                     "only models with the same classes and preprocessing can form one ensemble"
                 )
-    return {"members": bundles, "class_names": first["class_names"], "preprocessing": first["preprocessing"]}
+    return ModelBundle(list(first.class_names), first.preprocessing, members=list(bundles))

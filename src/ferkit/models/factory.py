@@ -1,20 +1,25 @@
-"""Build a timm backbone with a paper head, resolve its preprocessing, save and load it."""
+"""Build a timm backbone with a paper head, resolve its preprocessing, and read model files safely."""
 
 from __future__ import annotations
 
 import os
+import pickle
+import re
 import socket
 import warnings
+import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
+import numpy as np
 import timm
 import torch
 from torch import nn
 
 from ferkit.errors import FerkitError
+from ferkit.models.bundle import ModelBundle
 from ferkit.models.ensemble import Ensemble, ensemble_bundle
 from ferkit.models.preprocess import Preprocessing
 from ferkit.models.spec import ModelSpec
@@ -181,30 +186,35 @@ def resolve_preprocessing(spec: ModelSpec, backbone: nn.Module, data_channels: i
     )
 
 
-def model_bundle(model: FerNet, spec: ModelSpec, class_names: list[str], pp: Preprocessing) -> dict:
+# The only classes and functions allowed in a model file beyond plain data and tensors: those a NumPy
+# array pickles as (the NumPy RNG state that `last.pt` holds for exact resume).
+_multiarray = getattr(np, "_core", None) or np.core  # NumPy 2 renamed numpy.core
+NUMPY_GLOBALS = (np.ndarray, np.dtype, type(np.dtype(np.uint32)), _multiarray.multiarray._reconstruct)
+
+
+def model_bundle(model: FerNet, spec: ModelSpec, class_names: list[str], pp: Preprocessing) -> ModelBundle:
     """Everything inference needs, independent of any config file."""
-    return {
-        "spec": spec.model_dump(mode="json") | {"pretrained": "none"},
-        "class_names": list(class_names),
-        "preprocessing": pp.to_dict(),
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-    }
+    return ModelBundle(
+        class_names=list(class_names),
+        preprocessing=pp,
+        spec=spec.model_copy(update={"pretrained": "none"}),
+        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+    )
 
 
-def load_bundle(bundle: dict) -> tuple[nn.Module, list[str], Preprocessing]:
+def load_bundle(bundle: ModelBundle) -> tuple[nn.Module, list[str], Preprocessing]:
     """Rebuild the model (a `FerNet`, or an `Ensemble` of them) from a bundle; never downloads."""
-    pp = Preprocessing.from_dict(bundle["preprocessing"])
-    if "members" in bundle:
-        return (
-            Ensemble([load_bundle(b)[0] for b in bundle["members"]]).eval(),
-            list(bundle["class_names"]),
-            pp,
-        )
-    spec = ModelSpec(**bundle["spec"])
-    model = build_model(spec, len(bundle["class_names"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in bundle["state_dict"].items()}
-    model.load_state_dict(state)
-    return model.eval(), list(bundle["class_names"]), pp
+    if bundle.members:
+        members = [load_bundle(m)[0] for m in bundle.members]
+        return Ensemble(members).eval(), list(bundle.class_names), bundle.preprocessing
+    model = build_model(bundle.spec, len(bundle.class_names))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in bundle.state_dict.items()}
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        reason = str(exc).strip().splitlines()[0]
+        raise FerkitError(f"model bundle: weights do not fit {bundle.spec.name} ({reason})") from None
+    return model.eval(), list(bundle.class_names), bundle.preprocessing
 
 
 def checkpoint_file(path: str | os.PathLike) -> Path:
@@ -213,18 +223,42 @@ def checkpoint_file(path: str | os.PathLike) -> Path:
     return path / "checkpoints" / "best.pt" if path.is_dir() else path
 
 
-def read_bundle(path: str | os.PathLike) -> dict:
+def read_model_file(path: Path) -> dict:
+    """A ferkit ``.pt`` file's top-level dict, unpickled with ``weights_only=True``: only plain data,
+    tensors and NumPy arrays (`NUMPY_GLOBALS`) are accepted, so a malicious file cannot run code.
+
+    Raises:
+        FerkitError: "not a ferkit model file: PATH (...)" for anything else.
+    """
+    if not zipfile.is_zipfile(path):  # torch.save has written zip archives since PyTorch 1.6
+        raise FerkitError(f"not a ferkit model file: {path} (not a PyTorch .pt archive)")
+    try:
+        with torch.serialization.safe_globals(list(NUMPY_GLOBALS)):
+            data = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        blocked = re.search(r"Unsupported global: GLOBAL (\S+)", str(exc))
+        what = f"it refers to {blocked.group(1)}" if blocked else "it holds more than weights and plain data"
+        raise FerkitError(
+            f"not a ferkit model file: {path} (refused to load: {what}; ferkit model files hold only "
+            "weights and plain data, so no code in them can run)"
+        ) from None
+    except Exception as exc:  # torch raises many types for damaged archives
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        raise FerkitError(f"not a ferkit model file: {path} ({reason})") from None
+    if not isinstance(data, dict):
+        raise FerkitError(f"not a ferkit model file: {path} (it holds a {type(data).__name__}, not a dict)")
+    return data
+
+
+def read_bundle(path: str | os.PathLike) -> ModelBundle:
     """The model bundle of ``best.pt``/``last.pt``/a shipped ``.pt``, or of a run directory's best."""
     path = checkpoint_file(path)
     if not path.is_file():
         raise FerkitError(f"{path}: no checkpoint here (expected a run directory or a .pt file)")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:
-        raise FerkitError(f"{path}: not a readable ferkit checkpoint: {exc}") from None
-    if "model" not in ckpt or not {"spec", "members"} & set(ckpt["model"]):
-        raise FerkitError(f"{path}: not a ferkit checkpoint (no model bundle inside)")
-    return ckpt["model"]
+    data = read_model_file(path)
+    if "model" not in data:
+        raise FerkitError(f"not a ferkit model file: {path} (no model bundle inside)")
+    return ModelBundle.from_dict(data["model"], str(path))
 
 
 def load_checkpoint(*paths: str | os.PathLike) -> tuple[nn.Module, list[str], Preprocessing]:

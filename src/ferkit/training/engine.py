@@ -26,7 +26,8 @@ from ferkit.data.soft_labels import SoftLabels
 from ferkit.data.weights import balanced_class_weights
 from ferkit.errors import FerkitError
 from ferkit.fileio import atomic_write_text
-from ferkit.models.factory import build_model, model_bundle, resolve_preprocessing
+from ferkit.models.bundle import ModelBundle
+from ferkit.models.factory import build_model, model_bundle, read_model_file, resolve_preprocessing
 from ferkit.models.predict import predict_proba
 from ferkit.runtime import keep_freed_memory
 from ferkit.training.augment import augment_batch
@@ -164,7 +165,7 @@ class Trainer:
         atomic_write_text(self.out / "metrics.csv", buf.getvalue())
 
     def _bundle(self) -> dict:
-        return model_bundle(self.model, self.cfg.model, self.class_names, self.pp)
+        return model_bundle(self.model, self.cfg.model, self.class_names, self.pp).to_dict()
 
     def _save_last(self, prog: Progress) -> None:
         if not self.is_main:
@@ -183,8 +184,10 @@ class Trainer:
         path = self.ckpt_dir / "last.pt"
         if not path.is_file():
             raise FerkitError(f"{path}: nothing to resume (no last checkpoint in {self.out})")
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
-        self.model.load_state_dict(ckpt["model"]["state_dict"])
+        ckpt = read_model_file(path)
+        if "train_state" not in ckpt or "model" not in ckpt:
+            raise FerkitError(f"not a ferkit training checkpoint: {path} (no model and training state)")
+        self.model.load_state_dict(ModelBundle.from_dict(ckpt["model"], str(path)).state_dict)
         state = ckpt["train_state"]
         return Progress(**state["progress"]), state
 
