@@ -1,15 +1,20 @@
-"""Ship finished runs as the package's default model: fp16 weights + a model card with measured metrics.
+"""Ship finished runs as one of the package's models, with a model card built from measured outputs.
 
-    .venv/bin/python scripts/ship_default_model.py /work/runs/fer2013_cpu_lite2 \
-        --data ../shared/data/fer2013-dev.tar.gz --split test
+    .venv/bin/python scripts/ship_default_model.py runs/photo_lite0 runs/photo_lite1 runs/photo_lite2 \
+        --name default --weights int8 --data ../shared/data/fer2013-dev.tar.gz --split test \
+        --wild cross.json --trained-on "one NVIDIA H100 (GPU-measured), six runs at once"
+    .venv/bin/python scripts/ship_default_model.py runs/fast_lite0_64 --name fast --weights int8 ...
 
-Several runs are shipped as one ensemble (the mean of their probabilities, one ONNX graph).
-Evaluates the shipped weights on the given split with and without flip TTA (so the card describes
-exactly what users get) and writes into src/ferkit/assets/:
-  default_model.onnx  what `Recognizer.default()` loads (fp16-stored, fp32 compute; no torch needed)
-  default_model.pt    the same weights in fp16 for torch (Grad-CAM, fine-tuning), if both files fit
-                      in --max-mb together; otherwise it is left out and the card says so
-  MODEL_CARD.md
+Several runs are shipped as one ensemble (the mean of their probabilities, one ONNX graph). The
+shipped ONNX file itself is evaluated on the given split with and without flip TTA (so the card
+describes exactly what users get), and `--wild` adds the cross-dataset results of
+benchmarks/cross_dataset.py (its --json output; the row named like --name, or --wild-row).
+Writes into src/ferkit/assets/:
+  {name}_model.onnx   what `Recognizer.default(name)` loads (no torch needed): fp16-stored weights
+                      computed in fp32, or static int8 (QDQ) calibrated on the data's training split
+  {name}_model.pt     the weights in fp16 for torch (Grad-CAM, fine-tuning), if both files fit in
+                      --max-mb together; otherwise it is left out and the card says so
+  MODEL_CARD.md (default) / MODEL_CARD_{name}.md (others)
 """
 
 from __future__ import annotations
@@ -84,52 +89,94 @@ def tables(m: dict) -> tuple[str, str]:
     return per_class, header + cm
 
 
-def card(
-    runs: list[Path],
-    bundles: list[ModelBundle],
-    results: dict[str, dict],
-    onnx: ExportReport,
-    pt_mb: float | None,
-) -> str:
+def wild_section(path: Path | None, row: str) -> str:
+    """The cross-dataset table of benchmarks/cross_dataset.py (--json): every candidate measured in
+    that run, the shipped one marked; per-class recall on the wild photos for the shipped one."""
+    if path is None:
+        return "Not measured for this card (ship with --wild CROSS.json from benchmarks/cross_dataset.py).\n"
+    run = json.loads(path.read_text())
+    res = run["results"]
+    if row not in res:
+        raise SystemExit(f"{path}: no row {row!r} (it has {sorted(res)}); pass --wild-row")
+    lines = [
+        f"Measured by `benchmarks/cross_dataset.py` in one run (TTA {run['tta']}, load average "
+        f"{run['load']}). FER2013 PublicTest: 3,589 crops. wild-val: the held-back half of the muxspace "
+        "photos (`ferkit.data.wild_halves`, never trained on) through `ferkit predict`'s path (YuNet, "
+        "largest face, square crop); a photo without a detected face counts as wrong.",
+        "",
+        "| model | PublicTest accuracy | PublicTest macro-F1 | wild-val accuracy | wild-val macro-F1 |",
+        "|---|---|---|---|---|",
+    ]
+    for name, r in res.items():
+        mark = " **(shipped)**" if name == row else ""
+        f, w = r["fer2013-public"], r["wild-val"]
+        lines.append(f"| {name}{mark} | {f['accuracy']:.4f} | {f['macro_f1']:.4f} | {w['accuracy']:.4f} | "
+                     f"{w['macro_f1']:.4f} |")  # fmt: skip
+    recall, public = res[row]["wild-val"]["recall"], res[row]["fer2013-public"]["recall"]
+    lines += ["", "Recall per class of the shipped model:", "",
+              "| split | " + " | ".join(recall) + " |", "|---|" + "---|" * len(recall),
+              "| wild-val | " + " | ".join(f"{v:.2f}" for v in recall.values()) + " |",
+              "| PublicTest | " + " | ".join(f"{v:.2f}" for v in public.values()) + " |"]  # fmt: skip
+    return "\n".join(lines) + "\n"
+
+
+def card(args: argparse.Namespace, bundles: list[ModelBundle], results: dict, onnx: ExportReport,
+         pt_mb: float | None) -> str:  # fmt: skip
+    """The model card: members, data, preprocessing, files, measured metrics, limitations."""
     m0, m1 = results["none"], results["flip"]
     per_class, cm = tables(m1)
     pp = bundles[0].preprocessing.to_dict()
     acc = onnx.accuracy or {}
-    data = json.loads((runs[0] / "data.json").read_text())
-    members = "\n".join(f"- {describe(r, b)}" for r, b in zip(runs, bundles, strict=True))
-    kind = "one model" if len(runs) == 1 else f"the mean probability of {len(runs)} models (an ensemble)"
+    data = json.loads((args.runs[0] / "data.json").read_text())
+    members = "\n".join(f"- {describe(r, b)}" for r, b in zip(args.runs, bundles, strict=True))
+    kind = (
+        "one model"
+        if len(args.runs) == 1
+        else f"the mean probability of {len(args.runs)} models (an ensemble)"
+    )
+    file = f"{args.name}_model"
     pt_text = (
-        f"`default_model.pt` ({pt_mb:.1f} MB, the same weights in fp16 for torch: "
+        f"`{file}.pt` ({pt_mb:.1f} MB, the same weights in fp16 for torch: "
         "`ferkit.models.factory.load_checkpoint`, `Recognizer.from_run`)"
         if pt_mb is not None
         else "no torch checkpoint (it would not fit the package's size budget beside the ONNX file; "
         "the training runs' checkpoints are the torch version)"
     )
-    return f"""# ferkit default model — model card
+    stored = {
+        "fp16": "stored in fp16, computed in fp32",
+        "int8": "static int8 (QDQ, per-channel weights, activations calibrated on 512 training faces)",
+    }
+    tta = "flip" if args.name == "default" else "none"
+    diff = onnx.max_diff_stored if onnx.max_diff_stored is not None else onnx.max_diff_fp32
+    return (
+        f"""# ferkit `{args.name}` model — model card
 
 **Architecture**: {kind}:
 {members}
 
-Input {pp["input_size"]} px, grayscale replicated to 3 channels, mean/std {pp["mean"][0]}/{pp["std"][0]},
-{pp["interpolation"]} resize. Weights stored in fp16, computed in fp32.
+**Preprocessing** (stored in the ONNX file's metadata, applied identically by every entry point):
+`{json.dumps(pp)}` — the face crop (from the detector: square, margin 0.2 of the box side) is
+converted to gray ({pp["data_channels"]} channel(s), the training data's form), resized to
+{pp["input_size"]} px ({pp["interpolation"]}), replicated to {pp["in_chans"]} channels and normalised with
+mean/std {pp["mean"][0]}/{pp["std"][0]}. Weights {stored[args.weights]}.
 
-**Data**: FER2013 (the folder release in `fer2013-dev.tar.gz`): trained on Training
-({data["train"]} images after dropping {data.get("dropped_from_training", 0)} training images that
-duplicate a PublicTest image or carry conflicting labels), model selection on PublicTest (best
-PublicTest accuracy with flip TTA over the epochs of each run). PrivateTest was not available here
-(withheld as the hidden test set), so **every number below is on PublicTest, the split used for
-selection, and is therefore optimistic** by the usual selection bias.
+**Data**: `{data.get("source")}`: FER2013 Training plus face crops of the training half of the
+muxspace photos (`scripts/build_wild_training_set.py`) — {data.get("train")} training images after
+dropping {data.get("dropped_from_training", 0)} that duplicate a PublicTest image or carry
+conflicting labels — with model selection on FER2013 PublicTest (best PublicTest accuracy with flip
+TTA over each run's epochs). PrivateTest is withheld here (the hidden test set), so **every
+PublicTest number below is on the split used for selection, and is therefore optimistic**.
 
-**Training**: on a 2-core CPU without GPU.
+**Training**: {args.trained_on}.
 
-**Files**: `default_model.onnx` ({onnx.path.stat().st_size / 1e6:.1f} MB, loaded by
-`Recognizer.default()` and `ferkit demo`; max |p_onnx − p_torch| {onnx.max_diff_stored:.1e} on
-{onnx.samples} sample faces; accuracy on {onnx.split} ({onnx.split_size} images), no TTA: torch
-{acc["torch"]:.4f}, ONNX {acc["onnx_fp16"]:.4f}) and {pt_text}.
-`Recognizer.default()` and the CLI apply flip TTA to this model (the "flip" row below);
-`rec.tta = "none"` / `--tta none` gives the "none" row at half the compute.
+**Files**: `{file}.onnx` ({onnx.path.stat().st_size / 1e6:.1f} MB, loaded by
+`Recognizer.default("{args.name}")`; max |p_onnx − p_torch| {diff:.1e} on
+{onnx.samples} sample faces; accuracy on {onnx.split} ({onnx.split_size} images), no TTA: """
+        + ", ".join(f"{k} {v:.4f}" for k, v in acc.items())
+        + f""") and {pt_text}.
+`Recognizer.default("{args.name}")` and the CLI apply {tta} TTA to this model; `--tta none|flip` overrides it.
 
-## Metrics on FER2013 PublicTest (n = {m0["n"]})
+## Metrics on FER2013 PublicTest (n = {m0["n"]}), the shipped ONNX file
 
 | TTA | accuracy | macro-F1 | weighted-F1 | ECE |
 |---|---|---|---|---|
@@ -146,57 +193,67 @@ Confusion matrix (flip TTA; rows = true, columns = predicted):
 
 {cm}
 
+## Real photos (cross-dataset) and the candidates tried
+
+{wild_section(args.wild, args.wild_row or args.name)}
 ## Intended use and limitations
 
-- Recognises the seven FER2013 categories on a **single, roughly frontal face crop**; use a face
-  detector first on whole photos (`ferkit predict` does).
+- Recognises the seven FER2013 categories on a **single, roughly frontal face**; on whole photos
+  use a face detector first (`ferkit predict` does).
 - FER2013 was collected by web image search: faces skew young, white and western, many are posed
-  or stock photos, and roughly one label in ten is disputed (FER+ relabelling). Expect lower and
-  uneven accuracy on other populations, on spontaneous expressions, on profiles, low light and
-  occlusions, and for the rare classes (disgust, fear).
+  or stock photos, and roughly one label in ten is disputed (FER+ relabelling); the muxspace photos
+  added for robustness are student-labelled and noisy. Expect lower and uneven accuracy on other
+  populations, on spontaneous expressions, profiles, low light and occlusions, and for the rare
+  classes (disgust, fear).
 - Facial expressions are not emotions: a scowl is not proof of anger. **Do not use this model
   for high-stakes decisions about people** (hiring, policing, education, health, border control),
   nor to infer emotions of people who have not consented.
 """
+    )
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", type=Path, nargs="+", help="run directories (several: one ensemble)")
+    ap.add_argument("--name", default="default", choices=["default", "fast"], help="which shipped model")
+    ap.add_argument("--weights", default="fp16", choices=["fp16", "int8"], help="how the ONNX stores weights")
     ap.add_argument("--data", required=True)
     ap.add_argument("--split", default="test")
+    ap.add_argument("--wild", type=Path, default=None, help="benchmarks/cross_dataset.py --json output")
+    ap.add_argument("--wild-row", default=None, help="the shipped model's row in --wild (default: --name)")
+    ap.add_argument("--trained-on", default="a 2-core CPU without GPU", help="hardware, for the card")
     ap.add_argument("--assets", type=Path, default=ASSETS, help="where to write (default: the package)")
-    ap.add_argument("--max-mb", type=float, default=25.0, help="size budget of the shipped model files")
+    ap.add_argument("--max-mb", type=float, default=25.0, help="size budget of this model's files")
     args = ap.parse_args()
     bundles = [fp16_bundle(r) for r in args.runs]
     bundle = bundles[0] if len(bundles) == 1 else ensemble_bundle(bundles, [str(r) for r in args.runs])
     args.assets.mkdir(exist_ok=True)
+    file = f"{args.name}_model"
     with tempfile.TemporaryDirectory() as tmp:
-        pt = Path(tmp) / "default_model.pt"
+        pt = Path(tmp) / f"{file}.pt"
         atomic_save({"model": bundle.to_dict()}, pt)
-        onnx = export_onnx(pt, args.assets / "default_model.onnx", "fp16", data=args.data, split=args.split)
+        onnx = export_onnx(pt, args.assets / f"{file}.onnx", args.weights, data=args.data, split=args.split)
         print("\n".join(onnx.lines()))
-        shipped = [shipped_run_dir(r, b, Path(tmp) / r.name) for r, b in zip(args.runs, bundles, strict=True)]
         results = {
-            tta: evaluate(shipped, args.data, args.runs[0] / f"eval-shipped-{tta}", args.split, tta)  # type: ignore[arg-type]
+            tta: evaluate([onnx.path], args.data, args.runs[0] / f"eval-shipped-{tta}", args.split, tta)
             for tta in ("none", "flip")
         }
         pt_mb = pt.stat().st_size / 1e6
         fits = pt_mb + onnx.path.stat().st_size / 1e6 <= args.max_mb
-        target = args.assets / "default_model.pt"
+        target = args.assets / f"{file}.pt"
         if fits:
             shutil.copyfile(pt, target)
         else:
             target.unlink(missing_ok=True)
-            print(f"default_model.pt ({pt_mb:.1f} MB) left out: ONNX + .pt would exceed {args.max_mb} MB")
-    card_text = card(args.runs, bundles, results, onnx, pt_mb if fits else None)
-    atomic_write_text(args.assets / "MODEL_CARD.md", card_text)
+            print(f"{file}.pt ({pt_mb:.1f} MB) left out: ONNX + .pt would exceed {args.max_mb} MB")
+    card_name = "MODEL_CARD.md" if args.name == "default" else f"MODEL_CARD_{args.name}.md"
+    atomic_write_text(args.assets / card_name, card(args, bundles, results, onnx, pt_mb if fits else None))
     for tta, m in results.items():
         print(
             f"{args.split} tta={tta}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro']['f1']:.4f} "
             f"ECE {m['ece']:.4f}"
         )
-    files = sorted(args.assets.glob("default_model.*"))
+    files = sorted(args.assets.glob(f"{file}.*"))
     print(f"wrote {args.assets}: " + ", ".join(f"{p.name} ({p.stat().st_size / 1e6:.1f} MB)" for p in files))
 
 

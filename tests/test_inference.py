@@ -102,7 +102,7 @@ def test_video_errors_name_the_file(torch_rec, tmp_path):
     with pytest.raises(FerkitError, match=r"notes\.mp4: (cannot open|no frame)"):
         process_video(torch_rec, tmp_path / "notes.mp4", csv_path=tmp_path / "o.csv", progress=False)
     assert not (tmp_path / "o.csv").exists() and not list(tmp_path.glob(".*tmp*"))
-    with pytest.raises(FerkitError, match="--every must be >= 1"):
+    with pytest.raises(FerkitError, match="--every must be at least 1"):
         process_video(torch_rec, write_video(tmp_path / "v.mp4", frames=2), every=0, progress=False)
 
 
