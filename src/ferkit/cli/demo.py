@@ -18,6 +18,9 @@ def demo(
     out: Annotated[Path, typer.Option("--out", help="Folder for the annotated photo and JSON.")] = Path(
         "ferkit-demo"
     ),
+    model: Annotated[
+        str, typer.Option("--model", help="Shipped model: default (accurate) | fast (the fast tier).")
+    ] = "default",
 ) -> None:
     """Recognise the expression in a bundled public-domain photo with the model shipped in the package."""
     from ferkit.inference import Recognizer
@@ -25,12 +28,12 @@ def demo(
     from ferkit.inference.recognizer import read_image
 
     detector = "yunet"  # shipped in the package, like the model and the photo
-    recognizer = Recognizer.default(detector=detector)
+    recognizer = Recognizer.default(model, detector=detector)
     with resources.as_file(resources.files("ferkit") / "assets" / PHOTO) as photo:
         image = read_image(photo)
     result = recognizer.predict_images([image], sources=[PHOTO])[0]
     size = f"{image.shape[1]}x{image.shape[0]}"
-    typer.echo(f"ferkit demo: shipped model, {detector} face detector, photo {PHOTO} ({size})")
+    typer.echo(f"ferkit demo: shipped {model!r} model, {detector} face detector, photo {PHOTO} ({size})")
     if not result.faces:
         typer.echo("no face found")
     for i, face in enumerate(result.faces):
