@@ -319,7 +319,7 @@ def test_gradcam_on_an_ensemble_averages_its_members(tiny_run, other_model):
 
 def test_default_model_prefers_onnx_then_pt_else_a_clear_error(tiny_run, tiny_onnx, tmp_path, monkeypatch):
     monkeypatch.setattr("ferkit.inference.recognizer.ASSETS", tmp_path)
-    with pytest.raises(FerkitError, match="no default model is shipped in this installation"):
+    with pytest.raises(FerkitError, match="no 'default' model is shipped in this installation"):
         Recognizer.default()
     (tmp_path / "default_model.pt").symlink_to(tiny_run / "checkpoints" / "best.pt")
     assert type(Recognizer.default(detector="none").backend).__name__ == "TorchBackend"
@@ -473,7 +473,7 @@ def test_cli_predict_errors(tiny_run, tmp_path, monkeypatch):
     one = str(face_files(tiny_run)[0])
     monkeypatch.setattr("ferkit.inference.recognizer.ASSETS", tmp_path)  # as if none were shipped
     res = CliRunner().invoke(app, ["predict", one])
-    assert "no default model is shipped" in str(res.exception)
+    assert "no 'default' model is shipped" in str(res.exception)
     res = CliRunner().invoke(app, ["predict", one, "--model", str(tiny_run), "--detector", "dlib"])
     assert "unknown face detector 'dlib'" in str(res.exception)
     res = CliRunner().invoke(app, ["predict", one, "--model", str(tiny_run), "--tta", "tencrop"])

@@ -193,8 +193,6 @@ def iter_video(
     progress=None,
 ) -> Iterator[FrameResult]:
     """Results for every ``every``-th frame, streamed; faces of ``frames_per_batch`` frames share a batch."""
-    if every < 1:
-        raise FerkitError(f"--every must be >= 1, not {every}")
     progress = progress or _Count()
     pending: list[tuple[int, float, np.ndarray]] = []
     for item in _frames(cap, every, live, progress):
