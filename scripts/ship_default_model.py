@@ -212,6 +212,12 @@ Confusion matrix (flip TTA; rows = true, columns = predicted):
     )
 
 
+def write_card(args: argparse.Namespace, bundles: list[ModelBundle], results: dict, onnx: ExportReport,
+               pt_mb: float | None) -> None:  # fmt: skip
+    name = "MODEL_CARD.md" if args.name == "default" else f"MODEL_CARD_{args.name}.md"
+    atomic_write_text(args.assets / name, card(args, bundles, results, onnx, pt_mb))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", type=Path, nargs="+", help="run directories (several: one ensemble)")
@@ -224,8 +230,16 @@ def main() -> None:
     ap.add_argument("--trained-on", default="a 2-core CPU without GPU", help="hardware, for the card")
     ap.add_argument("--assets", type=Path, default=ASSETS, help="where to write (default: the package)")
     ap.add_argument("--max-mb", type=float, default=25.0, help="size budget of this model's files")
+    ap.add_argument("--card-only", action="store_true",
+                    help="rewrite the card from saved measurements (e.g. new --wild)")  # fmt: skip
     args = ap.parse_args()
     bundles = [fp16_bundle(r) for r in args.runs]
+    measured = args.runs[0] / f"shipped-{args.name}.json"  # what this script measured, to rebuild the card
+    if args.card_only:
+        saved = json.loads(measured.read_text())
+        onnx = ExportReport(**(saved["onnx"] | {"path": args.assets / f"{args.name}_model.onnx"}))
+        write_card(args, bundles, saved["results"], onnx, saved["pt_mb"])
+        return
     bundle = bundles[0] if len(bundles) == 1 else ensemble_bundle(bundles, [str(r) for r in args.runs])
     args.assets.mkdir(exist_ok=True)
     file = f"{args.name}_model"
@@ -246,8 +260,10 @@ def main() -> None:
         else:
             target.unlink(missing_ok=True)
             print(f"{file}.pt ({pt_mb:.1f} MB) left out: ONNX + .pt would exceed {args.max_mb} MB")
-    card_name = "MODEL_CARD.md" if args.name == "default" else f"MODEL_CARD_{args.name}.md"
-    atomic_write_text(args.assets / card_name, card(args, bundles, results, onnx, pt_mb if fits else None))
+    saved = {"onnx": {k: v for k, v in vars(onnx).items() if k != "path"}, "results": results,
+             "pt_mb": pt_mb if fits else None}  # fmt: skip
+    atomic_write_text(measured, json.dumps(saved, indent=2))
+    write_card(args, bundles, results, onnx, pt_mb if fits else None)
     for tta, m in results.items():
         print(
             f"{args.split} tta={tta}: accuracy {m['accuracy']:.4f} macro-F1 {m['macro']['f1']:.4f} "

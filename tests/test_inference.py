@@ -460,7 +460,9 @@ def test_cli_predict_writes_json_csv_and_annotated_copies(tiny_run, tmp_path):
     assert len(rows) == len(results) and list(rows[0])[:6] == ["image", "face", "x", "y", "w", "h"]
     assert rows[-1]["label"] == "" and "broken.jpg" in rows[-1]["error"]
     written = sorted((tmp_path / "ann").iterdir())
-    assert len(written) == len(results) - 1 and cv2.imread(str(written[0])).shape == (48, 48, 3)
+    copy = cv2.imread(str(written[0]))
+    # the whole 48x48 face is the box: its bars go to a side panel, never over the face
+    assert len(written) == len(results) - 1 and copy.shape[0] >= 48 and copy.shape[1] > 48
     assert "unreadable" in res.output and "error:" in res.output
     assert not list(tmp_path.glob(".*tmp*"))
 
