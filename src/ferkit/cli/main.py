@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from ferkit.cli import data, demo, evaluate, export, predict, train, video
+from ferkit.cli import data, demo, evaluate, export, predict, serve, train, video
 from ferkit.errors import FerkitError, NothingReadError
 
 EXIT_NOTHING_READ, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
@@ -35,6 +35,7 @@ app.command("export")(export.export)
 app.command("evaluate")(evaluate.evaluate)
 app.command("explain")(evaluate.explain)
 app.command("compare")(evaluate.compare)
+app.command("serve")(serve.serve)
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -19,7 +20,7 @@ Color = Literal["auto", "gray", "rgb"]
 _HEIF_READY = False
 
 
-def _register_heif() -> None:
+def register_heif() -> None:
     """Teach PIL to open HEIC/HEIF (phone photos); done lazily once per process."""
     global _HEIF_READY
     if not _HEIF_READY:
@@ -78,13 +79,16 @@ def resize_square(arr: np.ndarray, size: int) -> np.ndarray:
     return out
 
 
-def decode_full(data: bytes, color: Color) -> Decoded:
-    """Decode at full resolution with EXIF orientation applied: HxW (gray) or HxWx3 uint8."""
+def decode_full(data: bytes, color: Color, formats: Sequence[str] | None = None) -> Decoded:
+    """Decode at full resolution with EXIF orientation applied: HxW (gray) or HxWx3 uint8.
+
+    ``formats`` (PIL format names) restricts the decoders tried, e.g. for untrusted uploads.
+    """
     if not data:
         return Decoded(None, "empty file (0 bytes)")
-    _register_heif()
+    register_heif()
     try:
-        with Image.open(io.BytesIO(data)) as im:
+        with Image.open(io.BytesIO(data), formats=formats) as im:
             im.seek(0)  # first frame of animated GIF/WebP/TIFF
             im.load()
             width, height, mode = im.width, im.height, im.mode
@@ -118,7 +122,7 @@ def decode_chunk(chunk: list[bytes], size: int, color: Color) -> list[Decoded]:
 
 def header_size(data: bytes) -> tuple[int, int] | None:
     """Width and height from the file header only (cheap), or None when unreadable."""
-    _register_heif()
+    register_heif()
     try:
         with Image.open(io.BytesIO(data)) as im:
             return im.size

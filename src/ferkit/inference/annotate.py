@@ -135,8 +135,14 @@ def annotated_path(out_dir: str | os.PathLike, source: str | os.PathLike, used: 
 def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
     """Encode an RGB image by the file's extension and write it atomically."""
     path = Path(path)
-    ok, data = cv2.imencode(path.suffix, to_bgr(as_hwc(rgb)))
-    if not ok:
-        raise FerkitError(f"{path}: OpenCV cannot encode {path.suffix} images")
+    data = encode_image(rgb, path.suffix, str(path))
     with atomic_output(path) as tmp:
-        tmp.write_bytes(data.tobytes())
+        tmp.write_bytes(data)
+
+
+def encode_image(rgb: np.ndarray, suffix: str = ".png", what: str = "image") -> bytes:
+    """An RGB (or gray) image encoded in the format of a file extension (``.png``, ``.jpg``, ...)."""
+    ok, data = cv2.imencode(suffix, to_bgr(as_hwc(rgb)))
+    if not ok:
+        raise FerkitError(f"{what}: OpenCV cannot encode {suffix} images")
+    return data.tobytes()

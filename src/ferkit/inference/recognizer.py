@@ -114,16 +114,30 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Same decoding as the data layer (HEIC, 16-bit, alpha on white, palette, CMYK); any failure is a
     FerkitError naming the file and the reason.
     """
-    from ferkit.data.decode import decode_full  # lazy: keeps `import ferkit.inference` light
-
     try:
         data = Path(path).read_bytes()
     except OSError as exc:
         raise FerkitError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    decoded = decode_full(data, "auto")
+    return decode_image(data, str(path))
+
+
+def decode_image(data: bytes, name: str, formats: Sequence[str] | None = None) -> np.ndarray:
+    """An image file's bytes (e.g. an upload, never written to disk) decoded as `read_image` does.
+
+    Args:
+        data: the encoded file; its type is found from the content, never from a name.
+        name: what error messages call it.
+        formats: PIL format names to accept (None: every format PIL and pillow-heif read).
+
+    Returns:
+        uint8 RGB (H, W, 3) or gray (H, W, 1); a FerkitError naming ``name`` and the reason otherwise.
+    """
+    from ferkit.data.decode import decode_full  # lazy: keeps `import ferkit.inference` light
+
+    decoded = decode_full(data, "auto", formats)
     if decoded.pixels is None:
-        raise FerkitError(f"{path}: {decoded.reason}")
-    return as_hwc(decoded.pixels, str(path))
+        raise FerkitError(f"{name}: {decoded.reason}")
+    return as_hwc(decoded.pixels, name)
 
 
 def face_columns(class_names: Sequence[str]) -> list[str]:
