@@ -134,6 +134,11 @@ class Service:
             crops = det.crops(image, detections)
         except RequestError as exc:
             return _Found(name, error=exc)
+        except Exception:  # a bug must not cost the request's other files: logged, reported per file
+            log.exception("error while processing upload %r", name)
+            return _Found(
+                name, error=RequestError(500, f"{name}: internal error while processing this image")
+            )
         height, width = image.shape[:2]
         return _Found(name, width, height, detections, crops, image if keep_image else None)
 

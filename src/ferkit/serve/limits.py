@@ -128,7 +128,7 @@ class Gate:
     async def slot(self) -> AsyncIterator[None]:
         try:
             await asyncio.wait_for(self._slots.acquire(), self.timeout)
-        except TimeoutError:
+        except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
             raise self._busy(f"no processing slot free within {self.timeout:g} s") from None
         self.active += 1
         start = time.monotonic()
