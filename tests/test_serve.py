@@ -263,6 +263,8 @@ def test_cli_serve_start_up_errors(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["serve", "--model", str(tmp_path / "missing.onnx")])
     assert isinstance(res.exception, FerkitError) and "missing.onnx" in str(res.exception)
     res = CliRunner().invoke(cli, ["serve", "--workers", "0"])
+    assert "workers must be >= 1" in str(res.exception)
+    res = CliRunner().invoke(cli, ["serve", "--concurrency", "0"])
     assert "concurrency must be >= 1" in str(res.exception)
     res = CliRunner().invoke(cli, ["serve", "--detector", "dlib"])
     assert "unknown face detector 'dlib'" in str(res.exception)

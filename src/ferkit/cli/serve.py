@@ -33,9 +33,10 @@ def serve(
         str, typer.Option("--host", help="Address to bind. 0.0.0.0 exposes the server to the network.")
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
-    workers: Annotated[
-        int, typer.Option("--workers", help="Requests decoded and detected at once (threads).")
-    ] = 4,
+    workers: Annotated[int, typer.Option("--workers", help="Threads that decode and detect.")] = 4,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", help="Requests processed at once (their faces share batches).")
+    ] = 16,
     detector: DetectorOpt = "yunet",
     yunet_model: YunetOpt = None,
     tta: Annotated[
@@ -62,7 +63,8 @@ def serve(
         max_upload_bytes=round(max_upload_mb * 2**20),
         max_pixels=max_pixels,
         max_files=max_files,
-        concurrency=workers,
+        workers=workers,
+        concurrency=concurrency,
         queue=queue,
         queue_timeout=queue_timeout,
         batch_size=batch_size,
@@ -81,7 +83,7 @@ def serve(
             err=True,
         )
     # connections beyond the queue are refused with 503 by uvicorn itself before reaching the app
-    uvicorn.run(app, host=host, port=port, log_level="info", limit_concurrency=2 * (workers + queue) + 16)
+    uvicorn.run(app, host=host, port=port, log_level="info", limit_concurrency=2 * (concurrency + queue) + 16)
 
 
 def _is_loopback(host: str) -> bool:

@@ -105,7 +105,7 @@ class Service:
         """Create the gate, worker threads and batcher (inside the serving event loop)."""
         lim = self.limits
         self.gate = Gate(lim.concurrency, lim.queue, lim.queue_timeout)
-        self.pool = ThreadPoolExecutor(lim.concurrency, thread_name_prefix="ferkit-worker")
+        self.pool = ThreadPoolExecutor(lim.workers, thread_name_prefix="ferkit-worker")
         self.batcher = MicroBatcher(self.recognizer, lim.batch_size, lim.batch_wait_ms / 1000)
 
     def stop(self) -> None:

@@ -29,7 +29,8 @@ class Limits:
         max_upload_bytes: size of one request body (all files and fields); larger → 413.
         max_pixels: width x height of one image, read from its header before decoding; larger → 413.
         max_files: images in one request.
-        concurrency: requests decoded and detected at once (each holds one decoded image at a time).
+        workers: threads that decode and detect (each holds one decoded image at a time).
+        concurrency: requests processed at once (their faces can share a network batch).
         queue: requests waiting for one of those slots; more → 503 at once.
         queue_timeout: seconds a request may wait for a slot before a 503 with Retry-After.
         batch_size: most faces in one network batch.
@@ -39,14 +40,15 @@ class Limits:
     max_upload_bytes: int = 20 * 2**20
     max_pixels: int = 40_000_000
     max_files: int = 16
-    concurrency: int = 4
+    workers: int = 4
+    concurrency: int = 16
     queue: int = 32
     queue_timeout: float = 10.0
     batch_size: int = 32
     batch_wait_ms: float = 5.0
 
     def __post_init__(self) -> None:
-        for name in ("max_upload_bytes", "max_pixels", "max_files", "concurrency", "batch_size"):
+        for name in ("max_upload_bytes", "max_pixels", "max_files", "workers", "concurrency", "batch_size"):
             if getattr(self, name) < 1:
                 raise FerkitError(f"{name} must be >= 1, not {getattr(self, name)}")
         for name in ("queue", "queue_timeout", "batch_wait_ms"):
