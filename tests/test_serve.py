@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -283,3 +285,21 @@ def test_tiny_images_are_no_faces_not_errors(client, monkeypatch):
             res = post(client, ("tiny.png", encode(np.zeros((h, w, 3), np.uint8), "PNG")), detector=detector)
             assert res.status_code == 200, res.text
             assert len(res.json()[0]["faces"]) == (detector == "none")
+
+
+def test_serving_an_onnx_model_imports_no_torch():
+    code = """
+import sys
+from fastapi.testclient import TestClient
+from ferkit.inference import Recognizer
+from ferkit.inference.recognizer import ASSETS
+from ferkit.serve import Limits, Service, create_app
+app = create_app(Service(Recognizer.load(None, detector="none"), Limits(), "default", "haar"))
+with TestClient(app) as client:
+    files = {"file": ("a.jpg", (ASSETS / "astronaut.jpg").read_bytes())}
+    assert client.post("/v1/predict", files=files).json()[0]["faces"]
+print(sorted(m for m in ("torch", "matplotlib", "ferkit.training") if m in sys.modules))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
