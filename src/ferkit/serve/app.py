@@ -28,6 +28,7 @@ from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 from starlette.datastructures import FormData, UploadFile
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
 from ferkit.errors import FerkitError
@@ -131,7 +132,7 @@ class Service:
             except FerkitError as exc:
                 raise RequestError(422, str(exc)) from None
             detections = det.detect(image)
-            crops = det.crops(image, detections)
+            crops = [c.copy() for c in det.crops(image, detections)]  # not views: the image is freed now
         except RequestError as exc:
             return _Found(name, error=exc)
         except Exception:  # a bug must not cost the request's other files: logged, reported per file
@@ -250,7 +251,7 @@ async def read_uploads(request: Request, limits: Limits) -> tuple[FormData, list
         raise RequestError(413, f"request body of {int(length):,} bytes is larger than the limit of "
                                 f"{limits.max_upload_bytes:,} bytes")  # fmt: skip
     bounded = Request(request.scope, _limited(request.receive, limits.max_upload_bytes))
-    form = await bounded.form(max_files=limits.max_files, max_fields=len(OPTIONS), max_part_size=256)
+    form = await bounded.form(max_files=limits.max_files, max_fields=len(OPTIONS), max_part_size=1024)
     unknown = sorted({k for k in form if k not in ("file", *OPTIONS)})
     if unknown:
         raise RequestError(
@@ -320,6 +321,10 @@ def create_app(service: Service) -> FastAPI:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         where = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         return _error(422, f"invalid request: {where}")
+
+    @app.exception_handler(ClientDisconnect)
+    async def gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        return _error(400, "the client closed the connection during the upload")  # nobody reads it
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception) -> JSONResponse:
