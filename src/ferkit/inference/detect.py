@@ -175,7 +175,7 @@ class YuNetDetector(Detector):
         if min(image.shape[:2]) < YUNET_MIN_SIDE:  # too thin to hold a face; YuNet returns noise there
             return []
         size = (image.shape[1], image.shape[0])
-        if min(size) < 10:  # no findable face; YuNet returns garbage (even infinite) boxes on such inputs
+        if min(size) < 10:  # no findable face; YuNet returns garbage boxes on such inputs
             return []
         if size != self._size:  # re-sizing the network is cheap but not free: video frames share a size
             self._net.setInputSize(size)
@@ -183,11 +183,7 @@ class YuNetDetector(Detector):
         _, faces = self._net.detect(to_bgr(image))
         if faces is None:
             return []
-        return [
-            (float(f[0]), float(f[1]), float(f[2]), float(f[3]), float(f[14]))
-            for f in faces
-            if np.isfinite(f[:4]).all()
-        ]
+        return [(float(f[0]), float(f[1]), float(f[2]), float(f[3]), float(f[14])) for f in faces]
 
 
 class HaarDetector(Detector):
