@@ -70,9 +70,9 @@ class MicroBatcher:
         if not crops:
             job.future.set_result([])
             return job.future
-        with self._lock:
+        with self._lock:  # queued first: whoever sees the count can rely on the jobs being there
+            self._jobs.put(job)
             self._pending += len(crops)
-        self._jobs.put(job)
         return job.future
 
     def close(self) -> None:
