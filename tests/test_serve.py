@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -215,11 +216,17 @@ def in_thread(fn) -> tuple[threading.Thread, list]:
     return thread, out
 
 
-def test_busy_server_answers_503_with_retry_after(recognizer):
+@contextmanager
+def gated_client(recognizer: Recognizer, limits: Limits) -> Iterator[tuple[TestClient, GatedBackend]]:
+    """A client of a server whose network calls wait for ``backend.release``."""
     backend = GatedBackend(recognizer.backend)
-    photo = ("a.jpg", PHOTO.read_bytes())
-    limits = Limits(concurrency=1, queue=1, queue_timeout=3)
     with make_client(Recognizer(backend, "none", tta="none"), limits) as client:
+        yield client, backend
+
+
+def test_busy_server_answers_503_with_retry_after(recognizer):
+    photo = ("a.jpg", PHOTO.read_bytes())
+    with gated_client(recognizer, Limits(concurrency=1, queue=1, queue_timeout=3)) as (client, backend):
         first, answer = in_thread(lambda: post(client, photo))
         wait_for(client, "active", 1)  # the first request holds the only slot, blocked in the network
         second, queued = in_thread(lambda: post(client, photo))
@@ -234,10 +241,8 @@ def test_busy_server_answers_503_with_retry_after(recognizer):
 
 
 def test_concurrent_requests_share_network_batches(recognizer):
-    backend = GatedBackend(recognizer.backend)
     photo = ("a.jpg", PHOTO.read_bytes())
-    limits = Limits(concurrency=4, batch_size=8, batch_wait_ms=5)
-    with make_client(Recognizer(backend, "none", tta="none"), limits) as client:
+    with gated_client(recognizer, Limits(concurrency=4, batch_size=8, batch_wait_ms=5)) as (client, backend):
         first, out = in_thread(lambda: post(client, photo))
         for _ in range(600):  # until the first face is inside the (held) network call
             if backend.sizes:
