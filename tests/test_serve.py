@@ -113,6 +113,7 @@ def test_options_top_k_tta_detector(client):
     flip = post(client, photo).json()[0]["faces"][0]
     plain = post(client, photo, tta="none").json()[0]["faces"][0]
     assert flip["box"] == plain["box"] and flip["probabilities"] != plain["probabilities"]
+    assert post(client, photo, detector="", tta="", top_k="").json()[0]["faces"][0] == flip  # defaults
     whole = post(client, photo, detector="none").json()[0]["faces"]
     assert [f["box"] for f in whole] == [{"x": 0, "y": 0, "w": 512, "h": 512}]
 

@@ -201,7 +201,7 @@ def parse_options(form: FormData, service: Service) -> Options:
         items = form.getlist(key)
         if len(items) > 1 or (items and not isinstance(items[0], str)):
             raise RequestError(422, f"field {key!r} must be given once, as text")
-        if items:
+        if items and str(items[0]).strip():  # an empty value (as forms send) means the default
             values[key] = str(items[0]).strip().lower()
     detector = values.get("detector", service.detector)
     if detector not in DETECTORS:
