@@ -24,6 +24,7 @@ from fastapi.testclient import TestClient
 from ferkit.cli.main import app as cli
 from ferkit.errors import FerkitError
 from ferkit.inference import Recognizer
+from ferkit.inference.detect import available_detector
 from ferkit.inference.recognizer import ASSETS
 from ferkit.serve import Limits, Service, create_app
 
@@ -299,6 +300,7 @@ def test_serving_an_onnx_model_imports_no_torch():
 import sys
 from fastapi.testclient import TestClient
 from ferkit.inference import Recognizer
+from ferkit.inference.detect import available_detector
 from ferkit.inference.recognizer import ASSETS
 from ferkit.serve import Limits, Service, create_app
 app = create_app(Service(Recognizer.load(None, detector="none"), Limits(), "default", "haar"))
@@ -310,3 +312,12 @@ print(sorted(m for m in ("torch", "matplotlib", "ferkit.training") if m in sys.m
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_default_detector_is_yunet_when_found_else_haar(tmp_path, monkeypatch):
+    monkeypatch.delenv("FERKIT_YUNET_MODEL", raising=False)  # the cache folder is the test's own, empty
+    assert available_detector() == "haar"
+    assert available_detector(tmp_path / "given.onnx") == "yunet"  # given: used (or its error shown)
+    monkeypatch.setenv("FERKIT_YUNET_MODEL", str(tmp_path / "found.onnx"))
+    (tmp_path / "found.onnx").write_bytes(b"")
+    assert available_detector() == "yunet"

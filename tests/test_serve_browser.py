@@ -73,10 +73,11 @@ def page(server):
         page = browser.new_page(viewport={"width": 1000, "height": 900})
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on("console", lambda m: "Content Security Policy" in m.text and errors.append(m.text))
         page.goto(server)
         yield page
         browser.close()
-    assert not errors, errors  # no JavaScript error on the page (CSP violations included)
+    assert not errors, errors  # no uncaught JavaScript error, nothing blocked by the page's CSP
 
 
 def expected_label(server: str) -> str:
