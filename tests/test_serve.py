@@ -163,6 +163,7 @@ def test_refusals_are_json_with_a_reason(client):
     refused(text, 422, "must be a file upload")
     refused(post(client, ("a.jpg", photo), detector="dlib"), 422, "'detector'", "dlib")
     refused(post(client, ("a.jpg", photo), top_k="0"), 422, "'top_k'")
+    refused(post(client, ("a.jpg", photo), top_k="²"), 422, "'top_k'")
     refused(post(client, ("a.jpg", photo), tta="tencrop"), 422, "'tta'")
     refused(post(client, *[("a.jpg", photo)] * 5), 400, "Too many files")
     refused(client.post("/v1/predict", content=b"garbage", headers=empty), 400, "Invalid multipart")

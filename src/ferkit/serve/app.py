@@ -212,7 +212,7 @@ def parse_options(form: FormData, service: Service) -> Options:
     top_k = None
     if "top_k" in values:
         n = len(service.recognizer.class_names)
-        if not values["top_k"].isdigit() or not 1 <= int(values["top_k"]) <= n:
+        if not _whole(values["top_k"]) or not 1 <= int(values["top_k"]) <= n:
             raise RequestError(422, f"field 'top_k': {values['top_k']!r} is not a whole number from 1 to {n}")
         top_k = int(values["top_k"])
     flags = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
@@ -247,26 +247,36 @@ async def read_uploads(request: Request, limits: Limits) -> tuple[FormData, list
             415, "send the images as multipart/form-data in the field 'file' (e.g. curl -F file=@photo.jpg)"
         )
     length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > limits.max_upload_bytes:
+    if _whole(length) and int(length) > limits.max_upload_bytes:
         raise RequestError(413, f"request body of {int(length):,} bytes is larger than the limit of "
                                 f"{limits.max_upload_bytes:,} bytes")  # fmt: skip
     bounded = Request(request.scope, _limited(request.receive, limits.max_upload_bytes))
     form = await bounded.form(max_files=limits.max_files, max_fields=len(OPTIONS), max_part_size=1024)
-    unknown = sorted({k for k in form if k not in ("file", *OPTIONS)})
-    if unknown:
-        raise RequestError(
-            422, f"unknown field(s) {', '.join(map(repr, unknown))}: send images in the field 'file', "
-                 f"options in {', '.join(OPTIONS)}"
-        )  # fmt: skip
-    files = form.getlist("file")
-    if not files:
-        raise RequestError(422, "no image: send one or more files in the multipart field 'file'")
-    uploads = []
-    for i, item in enumerate(files):
-        if not isinstance(item, UploadFile):
-            raise RequestError(422, "field 'file' must be a file upload (curl -F file=@photo.jpg), not text")
-        uploads.append((_display_name(item.filename, i), await item.read()))
+    try:
+        unknown = sorted({k for k in form if k not in ("file", *OPTIONS)})
+        if unknown:
+            raise RequestError(
+                422, f"unknown field(s) {', '.join(map(repr, unknown))}: send images in the field 'file', "
+                     f"options in {', '.join(OPTIONS)}"
+            )  # fmt: skip
+        files = form.getlist("file")
+        if not files:
+            raise RequestError(422, "no image: send one or more files in the multipart field 'file'")
+        uploads = []
+        for i, item in enumerate(files):
+            if not isinstance(item, UploadFile):
+                raise RequestError(
+                    422, "field 'file' must be a file upload (curl -F file=@photo.jpg), not text"
+                )
+            uploads.append((_display_name(item.filename, i), await item.read()))
+    finally:
+        await form.close()  # the bytes are read: spooled parts go now, text fields stay readable
     return form, uploads
+
+
+def _whole(text: str) -> bool:
+    """A non-negative whole number in ASCII digits (``str.isdigit`` also accepts '²')."""
+    return text.isascii() and text.isdigit()
 
 
 def _display_name(filename: str | None, index: int) -> str:
@@ -339,14 +349,11 @@ def create_app(service: Service) -> FastAPI:
         assert gate is not None
         async with gate.admit():
             form, uploads = await read_uploads(request, service.limits)
-            try:
-                opts = parse_options(form, service)
-                if opts.annotate and len(uploads) != 1:
-                    raise RequestError(422, "annotate=true takes exactly one file")
-                async with gate.slot():
-                    found = await service.predict(uploads, opts)
-            finally:
-                await form.close()
+            opts = parse_options(form, service)
+            if opts.annotate and len(uploads) != 1:
+                raise RequestError(422, "annotate=true takes exactly one file")
+            async with gate.slot():
+                found = await service.predict(uploads, opts)
         errors = [f.error for f in found if f.error]
         if len(errors) == len(found):  # nothing usable: the first reason decides the status
             raise RequestError(errors[0].status, "; ".join(e.message for e in errors))
