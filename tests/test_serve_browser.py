@@ -111,6 +111,19 @@ def test_page_shows_the_label_of_an_uploaded_photo(server, page, tmp_path):
     assert (tmp_path / "page.png").stat().st_size > 10_000
 
 
+def test_a_heic_photo_is_shown_through_the_servers_annotated_copy(page, tmp_path):
+    from PIL import Image
+
+    heic = tmp_path / "phone.heic"
+    Image.open(PHOTO).save(heic, format="HEIF")  # Chromium cannot decode HEIC itself
+    page.set_input_files("#file-input", str(heic))
+    card = page.wait_for_selector(".card[data-state=done]:has(.name:text-is('phone.heic'))", timeout=60_000)
+    assert card.query_selector(".status").inner_text().startswith("1 face")
+    shown = card.query_selector("img.view-server")
+    assert shown.is_visible() and not card.query_selector("canvas.view").is_visible()
+    assert shown.evaluate("img => img.complete && img.naturalWidth") == 512
+
+
 def test_page_reports_a_refused_file(page, tmp_path):
     notes = tmp_path / "notes.jpg"
     notes.write_text("not a photo")

@@ -114,6 +114,7 @@ async function showPhoto(file, card) {
       // a format this browser cannot show (HEIC, TIFF): show the server's annotated copy instead
       const img = card.querySelector("img.view-server");
       img.src = URL.createObjectURL(await predict(file, file.name, { annotate: "true", image_format: "jpeg" }));
+      await img.decode();
       img.hidden = false;
       canvas.hidden = true;
     }
