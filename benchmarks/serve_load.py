@@ -39,7 +39,6 @@ from machine_info import load_average, machine  # benchmarks/ is on sys.path whe
 
 from ferkit.inference import Recognizer, make_detector
 from ferkit.inference.annotate import encode_image
-from ferkit.inference.detect import available_detector
 from ferkit.inference.recognizer import ASSETS, decode_image, read_image
 
 
@@ -175,11 +174,11 @@ def payload_for(scenario: str) -> tuple[bytes, dict, str]:
     """The uploaded bytes, the form fields, and the detector the server runs with."""
     photo = ASSETS / "astronaut.jpg"
     if scenario == "photos":
-        return photo.read_bytes(), {}, available_detector()
+        return photo.read_bytes(), {}, "yunet"
     image = read_image(photo)
-    haar = make_detector("haar")
-    crop = haar.crops(image, haar.detect(image))[0]
-    return encode_image(crop, ".jpg"), {"detector": "none"}, "haar"
+    yunet = make_detector("yunet")
+    crop = yunet.crops(image, yunet.detect(image))[0]
+    return encode_image(crop, ".jpg"), {"detector": "none"}, "yunet"
 
 
 def run(args, scenario: str) -> list[str]:

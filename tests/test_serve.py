@@ -14,7 +14,6 @@ from contextlib import contextmanager
 
 import numpy as np
 import pytest
-from conftest import SHARED
 from PIL import Image
 from typer.testing import CliRunner
 
@@ -24,12 +23,10 @@ from fastapi.testclient import TestClient
 from ferkit.cli.main import app as cli
 from ferkit.errors import FerkitError
 from ferkit.inference import Recognizer
-from ferkit.inference.detect import available_detector
 from ferkit.inference.recognizer import ASSETS
 from ferkit.serve import Limits, Service, create_app
 
 PHOTO = ASSETS / "astronaut.jpg"
-YUNET = next(iter(sorted((SHARED / "models").glob("face_detection_yunet*.onnx"))), None)
 LIMITS = Limits(max_upload_bytes=400_000, max_pixels=1_200_000, max_files=4)
 
 
@@ -50,7 +47,7 @@ def recognizer() -> Recognizer:
 
 
 def make_client(rec: Recognizer, limits: Limits = LIMITS) -> TestClient:
-    return TestClient(create_app(Service(rec, limits, "default", "haar")))
+    return TestClient(create_app(Service(rec, limits, "default", "yunet")))
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +74,7 @@ def test_predict_returns_the_json_of_ferkit_predict(client, tmp_path):
     res = post(client, ("astronaut.jpg", PHOTO.read_bytes()))
     assert res.status_code == 200 and res.headers["content-type"] == "application/json"
     out = tmp_path / "cli.json"
-    cli_run = CliRunner().invoke(cli, ["predict", str(PHOTO), "--detector", "haar", "--json", str(out)])
+    cli_run = CliRunner().invoke(cli, ["predict", str(PHOTO), "--json", str(out)])
     assert cli_run.exit_code == 0, cli_run.output
     (api,), (local,) = res.json(), json.loads(out.read_text())
     assert api["source"] == "astronaut.jpg" and local["source"] == str(PHOTO)
@@ -178,7 +175,7 @@ def test_refusals_are_json_with_a_reason(client):
 def test_models_health_docs_and_page(client):
     info = client.get("/v1/models").json()
     assert info["class_names"][3] == "happy" and info["preprocessing"]["input_size"] > 0
-    assert info["model"] == "default" and info["tta"] == "flip" and info["detector"] == "haar"
+    assert info["model"] == "default" and info["tta"] == "flip" and info["detector"] == "yunet"
     assert "Intended use" in info["model_card"]
     health = client.get("/health").json()
     assert health["status"] == "ok" and health["admitted"] == 0 and health["batching"]["faces"] >= 1
@@ -279,18 +276,20 @@ def test_cli_serve_start_up_errors(tmp_path, monkeypatch):
     assert "concurrency must be >= 1" in str(res.exception)
     res = CliRunner().invoke(cli, ["serve", "--detector", "dlib"])
     assert "unknown face detector 'dlib'" in str(res.exception)
+    with monkeypatch.context() as m:  # as on an installation without the [serve] extra
+        m.setitem(sys.modules, "fastapi", None)
+        for name in [n for n in sys.modules if n.startswith("ferkit.serve")]:
+            m.delitem(sys.modules, name)
+        res = CliRunner().invoke(cli, ["serve"])
+    assert "needs the [serve] extra (fastapi is missing): pip install 'ferkit[serve]'" in str(res.exception)
     monkeypatch.setattr("ferkit.inference.recognizer.ASSETS", tmp_path)  # as if no model were shipped
     res = CliRunner().invoke(cli, ["serve", "--model", "fast"])
     assert isinstance(res.exception, FerkitError) and "no 'fast' model is shipped" in str(res.exception)
 
 
-def test_tiny_images_are_no_faces_not_errors(client, monkeypatch):
-    detectors = ["haar", "none"]
-    if YUNET:
-        monkeypatch.setenv("FERKIT_YUNET_MODEL", str(YUNET))
-        detectors.append("yunet")
+def test_tiny_images_are_no_faces_not_errors(client):
     for h, w in [(1, 1), (3, 2), (1, 3000)]:
-        for detector in detectors:
+        for detector in ("yunet", "haar", "none"):
             res = post(client, ("tiny.png", encode(np.zeros((h, w, 3), np.uint8), "PNG")), detector=detector)
             assert res.status_code == 200, res.text
             assert len(res.json()[0]["faces"]) == (detector == "none")
@@ -301,7 +300,6 @@ def test_serving_an_onnx_model_imports_no_torch():
 import sys
 from fastapi.testclient import TestClient
 from ferkit.inference import Recognizer
-from ferkit.inference.detect import available_detector
 from ferkit.inference.recognizer import ASSETS
 from ferkit.serve import Limits, Service, create_app
 app = create_app(Service(Recognizer.load(None, detector="none"), Limits(), "default", "haar"))
@@ -313,12 +311,3 @@ print(sorted(m for m in ("torch", "matplotlib", "ferkit.training") if m in sys.m
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
-
-
-def test_default_detector_is_yunet_when_found_else_haar(tmp_path, monkeypatch):
-    monkeypatch.delenv("FERKIT_YUNET_MODEL", raising=False)  # the cache folder is the test's own, empty
-    assert available_detector() == "haar"
-    assert available_detector(tmp_path / "given.onnx") == "yunet"  # given: used (or its error shown)
-    monkeypatch.setenv("FERKIT_YUNET_MODEL", str(tmp_path / "found.onnx"))
-    (tmp_path / "found.onnx").write_bytes(b"")
-    assert available_detector() == "yunet"

@@ -41,10 +41,10 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory) -> Iterator[str]:
-    """`ferkit serve` with the shipped model and the Haar detector (offline) on a free port."""
+    """`ferkit serve` with the shipped model and face detector on a free port."""
     port = free_port()
     log = tmp_path_factory.mktemp("serve") / "server.log"
-    cmd = [sys.executable, "-m", "ferkit.cli.main", "serve", "--port", str(port), "--detector", "haar"]
+    cmd = [sys.executable, "-m", "ferkit.cli.main", "serve", "--port", str(port)]
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
     url = f"http://127.0.0.1:{port}"

@@ -3,28 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from ferkit.cli.predict import DetectorOpt, ModelOpt, YunetOpt
 from ferkit.errors import FerkitError
-
-
-def _app(model: str | None, detector: str, yunet_model: Path | None, tta: str | None, limits):
-    """Load the model once and build the app; a missing [serve] extra or model is a clear error."""
-    try:
-        from ferkit.serve import Service, create_app
-    except ImportError as exc:
-        raise FerkitError(
-            f"ferkit serve needs the [serve] extra ({exc.name} is missing): pip install 'ferkit[serve]'"
-        ) from None
-    from ferkit.inference import Recognizer
-    rec = Recognizer.load(model, detector="none", yunet_model=yunet_model)
-    if tta is not None:
-        rec.tta = tta
-    return create_app(Service(rec, limits, model or "default", detector, yunet_model))
 
 
 def serve(
@@ -57,7 +41,15 @@ def serve(
     ] = 5.0,
 ) -> None:
     """Serve the model over HTTP: POST /v1/predict, GET /v1/models, /health, /docs, and a web page at /."""
-    from ferkit.serve.limits import Limits
+    try:
+        import uvicorn
+
+        from ferkit.serve import Limits, Service, create_app
+    except ImportError as exc:
+        raise FerkitError(
+            f"ferkit serve needs the [serve] extra ({exc.name} is missing): pip install 'ferkit[serve]'"
+        ) from None
+    from ferkit.inference import Recognizer
 
     limits = Limits(
         max_upload_bytes=round(max_upload_mb * 2**20),
@@ -70,9 +62,10 @@ def serve(
         batch_size=batch_size,
         batch_wait_ms=batch_wait_ms,
     )
-    app = _app(model, detector, yunet_model, tta, limits)
-    import uvicorn
-
+    rec = Recognizer.load(model, detector="none", yunet_model=yunet_model)  # Service runs the detectors
+    if tta is not None:
+        rec.tta = tta
+    app = create_app(Service(rec, limits, model or "default", detector, yunet_model))
     shown = f"[{host}]" if ":" in host else host
     typer.echo(f"ferkit serve: http://{shown}:{port}/ (API docs at /docs); Ctrl+C stops")
     if not _is_loopback(host):

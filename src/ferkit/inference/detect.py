@@ -175,8 +175,6 @@ class YuNetDetector(Detector):
         if min(image.shape[:2]) < YUNET_MIN_SIDE:  # too thin to hold a face; YuNet returns noise there
             return []
         size = (image.shape[1], image.shape[0])
-        if min(size) < 10:  # no findable face; YuNet returns garbage boxes on such inputs
-            return []
         if size != self._size:  # re-sizing the network is cheap but not free: video frames share a size
             self._net.setInputSize(size)
             self._size = size
