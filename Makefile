@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 LIGHT := $(VENV)/.installed-light
 FULL := $(VENV)/.installed-dev
+SERVE := $(VENV)/.installed-serve
 
-.PHONY: demo test test-slow lint setup
+.PHONY: demo serve test test-slow lint setup
 
 setup: $(FULL)
 
@@ -17,13 +18,21 @@ $(LIGHT): pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install -e .
 	touch $(LIGHT)
 
-# everything: the training extra and the test tools
+# the light set plus `ferkit serve` (FastAPI, uvicorn)
+$(SERVE): pyproject.toml | $(VENV)/bin/python
+	$(VENV)/bin/pip install -e '.[serve]'
+	touch $(LIGHT) $(SERVE)
+
+# everything: the training and serve extras and the test tools
 $(FULL): pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install -e '.[dev]'
-	touch $(LIGHT) $(FULL)
+	touch $(LIGHT) $(SERVE) $(FULL)
 
 demo: $(LIGHT)
 	$(VENV)/bin/ferkit demo
+
+serve: $(SERVE)
+	$(VENV)/bin/ferkit serve
 
 test: $(FULL)
 	$(VENV)/bin/python -m pytest
