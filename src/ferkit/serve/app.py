@@ -160,6 +160,16 @@ class Service:
             f.faces = [replace(next(it), box=d.box, detection_score=d.score) for d in f.detections]
         return found
 
+    async def annotated(self, found: _Found, suffix: str) -> bytes:
+        """The upload with its faces drawn, encoded as ``suffix`` (in a worker thread)."""
+        assert self.pool is not None and found.image is not None
+        image = found.image
+
+        def draw() -> bytes:
+            return encode_image(annotate(image, found.faces), suffix, found.name)
+
+        return await asyncio.get_running_loop().run_in_executor(self.pool, draw)
+
     def model_info(self) -> dict:
         """What /v1/models returns: the model's classes, preprocessing, defaults and card."""
         rec = self.recognizer
@@ -354,14 +364,13 @@ def create_app(service: Service) -> FastAPI:
                 raise RequestError(422, "annotate=true takes exactly one file")
             async with gate.slot():
                 found = await service.predict(uploads, opts)
-        errors = [f.error for f in found if f.error]
-        if len(errors) == len(found):  # nothing usable: the first reason decides the status
-            raise RequestError(errors[0].status, "; ".join(e.message for e in errors))
-        if opts.annotate:
-            media, suffix = IMAGE_TYPES[opts.image_format]
-            image = annotate(found[0].image, found[0].faces)  # type: ignore[arg-type]
-            return Response(encode_image(image, suffix), media_type=media)
-        return [_result(f, opts.top_k) for f in found]
+                errors = [f.error for f in found if f.error]
+                if len(errors) == len(found):  # nothing usable: the first reason decides the status
+                    raise RequestError(errors[0].status, "; ".join(e.message for e in errors))
+                if opts.annotate:
+                    media, suffix = IMAGE_TYPES[opts.image_format]
+                    return Response(await service.annotated(found[0], suffix), media_type=media)
+        return JSONResponse([_result(f, opts.top_k) for f in found])
 
     @app.get("/v1/models", summary="The model: classes, preprocessing, defaults, model card")
     async def models() -> dict:
