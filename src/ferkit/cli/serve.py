@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from ferkit.cli.predict import DetectorOpt, ModelOpt, YunetOpt
+from ferkit.cli.predict import DetectorOpt, ModelOpt, ThreadsOpt, YunetOpt
 from ferkit.errors import FerkitError
 
 
@@ -23,6 +23,7 @@ def serve(
     ] = 16,
     detector: DetectorOpt = "yunet",
     yunet_model: YunetOpt = None,
+    threads: ThreadsOpt = None,
     tta: Annotated[
         str | None, typer.Option("--tta", help="Default TTA: none | flip (default: the model's own).")
     ] = None,
@@ -31,7 +32,10 @@ def serve(
         int, typer.Option("--max-pixels", help="Largest image (width x height), read before decoding.")
     ] = 40_000_000,
     max_files: Annotated[int, typer.Option("--max-files", help="Most images in one request.")] = 16,
-    queue: Annotated[int, typer.Option("--queue", help="Requests that may wait for a worker.")] = 32,
+    queue: Annotated[
+        int,
+        typer.Option("--queue", help="Requests that may wait for a processing slot (beyond: 503 at once)."),
+    ] = 32,
     queue_timeout: Annotated[
         float, typer.Option("--queue-timeout", help="Seconds a request may wait before a 503.")
     ] = 10.0,
@@ -62,7 +66,8 @@ def serve(
         batch_size=batch_size,
         batch_wait_ms=batch_wait_ms,
     )
-    rec = Recognizer.load(model, detector="none", yunet_model=yunet_model)  # Service runs the detectors
+    # detector "none": the Service runs its own detectors, one per worker thread
+    rec = Recognizer.load(model, detector="none", yunet_model=yunet_model, threads=threads)
     if tta is not None:
         rec.tta = tta
     app = create_app(Service(rec, limits, model or "default", detector, yunet_model))
