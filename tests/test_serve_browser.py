@@ -98,7 +98,7 @@ def expected_label(server: str) -> str:
 
 
 def test_page_shows_the_label_of_an_uploaded_photo(server, page, tmp_path):
-    assert "happy" in page.inner_text("#model-info")  # the model's classes, from /v1/models
+    page.locator("#model-info", has_text="happy").wait_for(timeout=60_000)  # classes from /v1/models
     page.set_input_files("#file-input", str(PHOTO))
     card = page.wait_for_selector(".card[data-state=done]", timeout=60_000)
     assert card.query_selector(".name").inner_text() == "astronaut.jpg"
