@@ -96,8 +96,8 @@ def render(
     """Write the video and return, per frame, the true face boxes (clipped to the frame).
 
     Args:
-        path: output file (``.mp4`` for mp4v; ``.avi`` for MJPG, whose identical frames decode
-            identically).
+        path: output file (``.mp4`` for mp4v; ``.avi`` for the lossless FFV1, whose identical
+            frames decode identically).
         scene: the appearances, drawn in order (later ones on top).
         frames: number of frames.
         size: (width, height).
@@ -172,13 +172,13 @@ def crossing_scene(width: int, height: int, frames: int) -> list[Appearance]:
     h = round(height * 0.28)
     y = height * 0.45
     left, right = width * 0.18, width * 0.82
-    out_x = width + h  # far enough off screen that no part of the face remains
+    out_x = width + 0.6 * h  # the whole face box is off screen
     t1, t2 = round(frames * 0.3), round(frames * 0.7)
     return [
         Appearance(0, h, ((0, left, y - 0.05 * height), (frames - 1, right, y - 0.05 * height))),
         Appearance(1, h, ((0, right, y + 0.1 * height), (frames - 1, left, y + 0.1 * height))),
-        Appearance(2, round(h * 0.8), ((0, width * 0.5, height * 0.22), (t1, out_x, height * 0.22))),
-        Appearance(2, round(h * 0.8), ((t2, out_x, height * 0.75), (frames - 1, width * 0.6, height * 0.75))),
+        Appearance(2, round(h * 0.8), ((0, width * 0.75, height * 0.22), (t1, out_x, height * 0.22))),
+        Appearance(2, round(h * 0.8), ((t2, out_x, height * 0.75), (frames - 1, width * 0.7, height * 0.75))),
     ]
 
 
@@ -206,3 +206,72 @@ def static_scene(width: int, height: int, frames: int) -> list[Appearance]:
         Appearance(0, h, ((0, width * 0.3, height * 0.5), (frames - 1, width * 0.3, height * 0.5))),
         Appearance(1, h, ((0, width * 0.7, height * 0.5), (frames - 1, width * 0.7, height * 0.5))),
     ]
+
+
+@dataclass
+class TrackQuality:
+    """Tracking against ground truth, CLEAR-MOT style (boxes match at IoU >= ``min_iou``).
+
+    ``ids`` holds, per appearance, the track ids matched to it; an **ID switch** is a matched track
+    id that differs from the appearance's previous one; a **fragmentation** is a return to being
+    tracked after frames where the (visible) face was not; faces covered by more than half are
+    "don't care" (neither a miss nor, if reported, a false positive).
+    """
+
+    ids: dict[int, set[int]]
+    id_switches: int
+    fragmentations: int
+    matched: int
+    misses: int
+    false_positives: int
+    mean_iou: float
+
+
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU matrix of (N, 4) and (K, 4) ``x, y, w, h`` boxes."""
+    a, b = np.asarray(a, float).reshape(-1, 4), np.asarray(b, float).reshape(-1, 4)
+    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x1 = np.minimum(a[:, None, 0] + a[:, None, 2], b[None, :, 0] + b[None, :, 2])
+    y1 = np.minimum(a[:, None, 1] + a[:, None, 3], b[None, :, 1] + b[None, :, 3])
+    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
+    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None, :] - inter
+    return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
+
+
+def track_quality(
+    truth: Sequence[Sequence[TruthBox]],
+    tracked: dict[int, list[tuple[int, Box]]],
+    min_iou: float = 0.5,
+    min_visible: float = 0.5,
+) -> TrackQuality:
+    """Compare tracker output (frame → [(track id, box)]) with `render`'s ground truth."""
+    from scipy.optimize import linear_sum_assignment
+
+    ids: dict[int, set[int]] = {}
+    last_id: dict[int, int] = {}
+    was_tracked: dict[int, bool] = {}
+    switches = frags = matched = misses = fps = 0
+    ious: list[float] = []
+    for frame, gts in enumerate(truth):
+        out = tracked.get(frame, [])
+        iou = box_iou([g.box for g in gts], [b for _, b in out])
+        rows, cols = linear_sum_assignment(-iou) if iou.size else ([], [])
+        pairs = {r: c for r, c in zip(rows, cols, strict=True) if iou[r, c] >= min_iou}
+        used = set(pairs.values())
+        fps += sum(1 for c in range(len(out)) if c not in used)
+        for r, g in enumerate(gts):
+            if r in pairs:
+                track = out[pairs[r]][0]
+                ids.setdefault(g.appearance, set()).add(track)
+                switches += g.appearance in last_id and last_id[g.appearance] != track
+                frags += was_tracked.get(g.appearance) is False
+                last_id[g.appearance], was_tracked[g.appearance] = track, True
+                matched += 1
+                ious.append(float(iou[r, pairs[r]]))
+            elif g.visible >= min_visible:
+                misses += 1
+                if g.appearance in was_tracked:
+                    was_tracked[g.appearance] = False
+    mean = float(np.mean(ious)) if ious else 0.0
+    return TrackQuality(ids, switches, frags, matched, misses, fps, mean)

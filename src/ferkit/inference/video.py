@@ -724,6 +724,8 @@ def process_video(
                     break
             summary.frames_read = stages.n
             summary.stage_seconds = stages.seconds
+            if summary.frames_processed == 0 and stop():
+                raise FerkitError(f"{source}: stopped before any frame was processed; nothing written")
             if summary.frames_processed == 0:
                 raise FerkitError(
                     f"{source}: no frame could be read (empty video, or a codec OpenCV cannot decode)"
