@@ -182,11 +182,14 @@ def crossing_scene(width: int, height: int, frames: int) -> list[Appearance]:
     ]
 
 
-def moving_scene(width: int, height: int, frames: int, people: int = 1) -> list[Appearance]:
-    """``people`` (1-3) faces drifting on their own smooth paths for the whole video, never crossing."""
+def moving_scene(
+    width: int, height: int, frames: int, people: int = 1, face_height: int | None = None
+) -> list[Appearance]:
+    """``people`` (1-3) faces drifting on their own smooth paths for the whole video, never crossing;
+    face boxes ``face_height`` pixels tall (default 30 % of the frame for one person, else 22 %)."""
     if not 1 <= people <= 3:
         raise FerkitError(f"moving_scene: 1 to 3 people, not {people}")
-    h = round(height * (0.3 if people == 1 else 0.22))
+    h = face_height or round(height * (0.3 if people == 1 else 0.22))
     lanes = [(0.5,), (0.28, 0.72), (0.2, 0.5, 0.8)][people - 1]
     scene = []
     for p, lane in enumerate(lanes):
