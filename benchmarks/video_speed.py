@@ -199,7 +199,7 @@ def main() -> None:
     parser.add_argument("--fer-venv", type=Path, default=ROOT / ".venv-fer", help="'' to skip fer")
     parser.add_argument("--fer-frames", type=int, default=300, help="frames fer processes per run")
     parser.add_argument("--detect-every", type=int, nargs="+", default=[1, 3, 5, 10])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[0, 480, 320], help="--detect-size values")
+    parser.add_argument("--sizes", type=int, nargs="+", default=[0, 320], help="--detect-size values")
     parser.add_argument("--skip", choices=["speed", "quality"], help="leave one part out")
     parser.add_argument("--smoke", action="store_true", help="60 frames, 1 round, K in 1 3, full and 320")
     args = parser.parse_args()

@@ -28,11 +28,14 @@ from ferkit.inference import Recognizer
 from ferkit.inference.moving_faces import (
     TruthBox,
     crossing_scene,
+    moving_scene,
     render,
     static_scene,
     track_quality,
 )
 from ferkit.inference.video import (
+    MIN_FACE_PX,
+    DetectionSize,
     Smoother,
     Timeline,
     VideoOptions,
@@ -188,6 +191,28 @@ def test_smoothing_off_is_raw_and_on_is_a_per_track_moving_average(rec, crossing
         first.setdefault(r["track"], r)
     assert all(r[f"smooth_{names[0]}"] == r[names[0]] for r in first.values())
     assert any(r[f"smooth_{names[0]}"] != r[names[0]] for r in rows)
+
+
+def test_detection_uses_the_small_copy_only_while_every_face_is_large_there():
+    sizer = DetectionSize(320, probe_every=4)
+    shape = (480, 640, 3)  # 320 px copy: half size
+    assert sizer.next(shape) is None  # the first detection looks at the full frame
+    sizer.seen([120, 2 * MIN_FACE_PX])
+    assert [sizer.next(shape) for _ in range(4)] == [320, 320, 320, None]  # a full-frame probe
+    sizer.seen([120, 2 * MIN_FACE_PX - 1])  # one face would be too small in the copy
+    assert sizer.next(shape) is None
+    sizer.seen([])
+    assert sizer.next(shape) == 320
+    assert DetectionSize(320, 4).next((240, 320, 3)) is None and DetectionSize(0, 4).next(shape) is None
+
+
+@needs_yunet
+def test_small_faces_are_found_with_the_default_detection_size(rec, tmp_path):
+    video = tmp_path / "small.avi"
+    truth = render(video, moving_scene(640, 480, 8, 3, face_height=48), 8, (640, 480), 30.0, fourcc="FFV1")
+    process_video(rec, video, VideoOptions(), VideoOutputs(csv=tmp_path / "f.csv"), progress=False)
+    q = track_quality(truth, tracked_boxes(read_csv(tmp_path / "f.csv")))
+    assert q.misses == 0 and q.matched == 24 and len(set().union(*q.ids.values())) == 3
 
 
 def test_smoother_weights_do_not_depend_on_the_frame_rate():
