@@ -230,9 +230,6 @@ class FaceTracker:
         self._alive = alive
         return sorted(found, key=lambda f: -f[1].box[2] * f[1].box[3]), ended
 
-    def alive(self) -> list[int]:
-        return sorted(self._alive)
-
 
 def _iou_distance(candidates: np.ndarray, objects: np.ndarray) -> np.ndarray:
     """norfair's ``1 - IoU`` between (N, 4) and (K, 4) corner boxes, after putting corners in order."""
