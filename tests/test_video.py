@@ -309,16 +309,19 @@ def test_cli_video_needs_a_file_or_a_webcam_and_checks_options_first(tmp_path, m
     res = CliRunner().invoke(app, ["video", "v.mp4", "--summary", str(tmp_path / "s.txt")])
     assert "--summary must be a .json or .csv file" in str(res.exception)
     res = CliRunner().invoke(app, ["video", "v.mp4", "--detect-every", "0"])
-    assert "--detect-every must be >= 1" in str(res.exception)
+    assert "--detect-every must be at least 1" in str(res.exception)
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
     monkeypatch.setattr(cv2, "VideoCapture", lambda *a: pytest.fail("camera opened"))
     res = CliRunner().invoke(app, ["video", "--webcam", "0"])
     assert "needs a display" in str(res.exception) and "--no-display" in str(res.exception)
     real = importlib.util.find_spec
-    monkeypatch.setattr("importlib.util.find_spec", lambda n, *a: None if n == "matplotlib" else real(n, *a))
+    monkeypatch.setattr("ferkit.extras.find_spec", lambda n, *a: None if n == "matplotlib" else real(n, *a))
     res = CliRunner().invoke(app, ["video", "v.mp4", "--plot", str(tmp_path / "p.png")])
-    assert "--plot needs matplotlib" in str(res.exception) and "pip install" in str(res.exception)
+    assert (
+        "ferkit video --plot needs the training extra: pip install 'ferkit[train]' (missing: matplotlib)"
+        in str(res.exception)
+    )
 
 
 def write_video(path: Path, frames: int = 30, fps: float = 10.0) -> Path:
@@ -387,7 +390,7 @@ def test_video_errors_name_the_file(torch_rec, tmp_path):
             torch_rec, tmp_path / "notes.mp4", outputs=VideoOutputs(csv=tmp_path / "o.csv"), progress=False
         )
     assert not (tmp_path / "o.csv").exists() and not list(tmp_path.glob(".*tmp*"))
-    with pytest.raises(FerkitError, match="--every must be >= 1"):
+    with pytest.raises(FerkitError, match="--every must be at least 1"):
         process_video(
             torch_rec, write_video(tmp_path / "v.mp4", frames=2), VideoOptions(every=0), progress=False
         )

@@ -24,7 +24,6 @@ processed frame (see `video_header`); a frame without a face produces no row.
 from __future__ import annotations
 
 import heapq
-import importlib.util
 import json
 import math
 import os
@@ -40,7 +39,8 @@ import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
-from ferkit.errors import FerkitError
+from ferkit.errors import FerkitError, NothingReadError
+from ferkit.extras import require_train
 from ferkit.fileio import atomic_output
 from ferkit.inference.annotate import annotate
 from ferkit.inference.detect import Detection, clip_box
@@ -83,7 +83,7 @@ class VideoOptions:
     def check(self) -> None:
         for name in ("every", "detect_every", "frames_per_batch", "batch_size"):
             if getattr(self, name) < 1:
-                raise FerkitError(f"--{name.replace('_', '-')} must be >= 1, not {getattr(self, name)}")
+                raise FerkitError(f"--{name.replace('_', '-')} must be at least 1, not {getattr(self, name)}")
         if self.detect_size < 0 or 0 < self.detect_size < 64:
             raise FerkitError(f"--detect-size must be 0 (full frame) or >= 64 pixels, not {self.detect_size}")
         if self.track_gap_s <= 0 or self.smooth_s < 0:
@@ -377,22 +377,13 @@ def write_summary(path: str | os.PathLike, tracks: list[dict], meta: dict, class
 # --- plots -----------------------------------------------------------------------------------------
 
 
-def require_matplotlib() -> None:
-    """--plot needs matplotlib, which only the training install brings: say so before any work."""
-    if importlib.util.find_spec("matplotlib") is None:
-        raise FerkitError(
-            "--plot needs matplotlib, which is not installed: pip install matplotlib "
-            "(or the training install, pip install 'ferkit[train]')"
-        )
-
-
 def save_plot(
     timelines: Sequence[tuple[str, Timeline]], class_names: list[str], path: str | os.PathLike, title: str
 ) -> None:
     """One emotion-over-time panel per (name, timeline), stacked, as a PNG. matplotlib is imported here
     only, and drawn without pyplot (Agg canvas), so no global backend is changed and no display is
     needed."""
-    require_matplotlib()
+    require_train("ferkit video --plot", ("matplotlib",))
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -660,7 +651,7 @@ class VideoOutputs:
         if self.summary is not None and Path(self.summary).suffix.lower() not in (".json", ".csv"):
             raise FerkitError(f"{self.summary}: --summary must be a .json or .csv file")
         if self.plot is not None:
-            require_matplotlib()
+            require_train("ferkit video --plot", ("matplotlib",))  # before any work
         if self.plot_tracks < 1:
             raise FerkitError(f"--plot-tracks must be >= 1, not {self.plot_tracks}")
 
@@ -739,7 +730,8 @@ def process_video(
                 if writer is not None or show:
                     tags = [f"#{tf.track}" for tf in fr.faces]
                     bgr = cv2.cvtColor(
-                        annotate(fr.image, [tf.face for tf in fr.faces], tags=tags), cv2.COLOR_RGB2BGR
+                        annotate(fr.image, [tf.face for tf in fr.faces], panel=False, tags=tags),
+                        cv2.COLOR_RGB2BGR,
                     )
                     if writer is not None:
                         writer.write(bgr)
@@ -752,7 +744,7 @@ def process_video(
             if summary.frames_processed == 0 and stop():
                 raise FerkitError(f"{source}: stopped before any frame was processed; nothing written")
             if summary.frames_processed == 0:
-                raise FerkitError(
+                raise NothingReadError(
                     f"{source}: no frame could be read (empty video, or a codec OpenCV cannot decode)"
                 )
             if not step and last is not None and summary.frames_processed > 1:  # webcam: measured rate
