@@ -303,7 +303,7 @@ def test_ctrl_c_stops_and_still_writes_every_output_whole(tmp_path):
 
 def test_cli_video_needs_a_file_or_a_webcam_and_checks_options_first(tmp_path, monkeypatch):
     res = CliRunner().invoke(app, ["video"])
-    assert "a video is needed: give a video file, or --webcam N" in str(res.exception)
+    assert "a video is needed: give either a video file or --webcam N" in str(res.exception)
     res = CliRunner().invoke(app, ["video", "v.mp4", "--webcam", "0"])
     assert "not both" in str(res.exception)
     res = CliRunner().invoke(app, ["video", "v.mp4", "--summary", str(tmp_path / "s.txt")])

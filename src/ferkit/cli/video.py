@@ -61,7 +61,7 @@ def video(
     from ferkit.inference.video import VideoOptions, VideoOutputs, process_video, require_display
 
     if source is None and webcam is None:
-        raise FerkitError("a video is needed: give a video file, or --webcam N for a camera")
+        raise FerkitError("a video is needed: give either a video file or --webcam N (a camera)")
     if source is not None and webcam is not None:
         raise FerkitError("give either a video file or --webcam N (not both)")
     show = webcam is not None and not no_display

@@ -47,8 +47,9 @@ from ferkit.inference.detect import Detection, clip_box
 from ferkit.inference.recognizer import FacePrediction, Recognizer, csv_rows, face_columns, face_values
 
 WINDOW = "ferkit (q or Esc to quit)"
-# Chosen by benchmarks/video_speed.py (README "Video speed"): same ID switches and box accuracy as
-# detecting every frame on the generated test videos, a fraction of the detector's time.
+# Chosen with benchmarks/video_speed.py (README "Video speed and tracking quality"): on the generated
+# videos no ID switch (as with every frame; every 10th frame had one), box IoU 0.01-0.07 lower, and
+# 2-4x the frames/s of full-size detection on every frame.
 DEFAULT_DETECT_EVERY = 3
 DEFAULT_DETECT_SIZE = 320
 STAGES = ("decode", "detect", "track", "classify", "output")
