@@ -38,7 +38,7 @@ from ferkit.export.onnx import sample_images
 from ferkit.inference import Recognizer, make_detector
 from ferkit.inference.backends import OnnxBackend, TorchBackend
 from ferkit.inference.recognizer import ASSETS
-from ferkit.inference.video import process_video
+from ferkit.inference.video import VideoOutputs, process_video
 from ferkit.models.factory import checkpoint_file
 
 
@@ -86,7 +86,7 @@ def video_rows(backends: dict, clip: Path, detector, csv_dir: Path) -> list[dict
     rows = []
     for name, backend in backends.items():
         rec = Recognizer(backend, detector)
-        s = process_video(rec, clip, csv_path=csv_dir / f"{name}.csv", progress=False)
+        s = process_video(rec, clip, outputs=VideoOutputs(csv=csv_dir / f"{name}.csv"), progress=False)
         rows.append({"backend": name, "frames": s.frames_processed, "faces": s.faces,
                      "fps": s.frames_processed / s.seconds})  # fmt: skip
     return rows

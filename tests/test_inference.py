@@ -24,7 +24,6 @@ from ferkit.export import export_onnx
 from ferkit.inference import Recognizer, make_detector
 from ferkit.inference.detect import YUNET_ASSET, square_crop
 from ferkit.inference.recognizer import expand_inputs, read_image
-from ferkit.inference.video import Timeline, process_video
 from ferkit.models.factory import load_checkpoint, read_bundle
 from ferkit.models.predict import predict_proba
 from ferkit.training.checkpoint import atomic_save
@@ -34,19 +33,6 @@ def astronaut() -> np.ndarray:
     from skimage.data import astronaut
 
     return astronaut()
-
-
-def write_video(path: Path, frames: int = 30, fps: float = 10.0) -> Path:
-    """A 320x240 clip of one synthetic face (upscaled 48 → 160 px) drifting over a flat background."""
-    rng = np.random.default_rng(0)
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (320, 240))
-    for i in range(frames):
-        frame = np.full((240, 320, 3), 90, np.uint8)
-        face = cv2.resize(draw_face(CLASSES[i % len(CLASSES)], rng), (160, 160))
-        frame[40:200, 60 + 2 * i : 220 + 2 * i] = face[..., None]
-        out.write(frame)
-    out.release()
-    return path
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -69,66 +55,6 @@ def tiny_onnx(tiny_run, tmp_path_factory) -> Path:
 @pytest.fixture
 def torch_rec(tiny_run) -> Recognizer:
     return Recognizer.from_run(tiny_run, detector="none")
-
-
-# --- video ---------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("every", [1, 4])
-def test_video_csv_has_a_row_per_processed_frame_with_timestamps(torch_rec, tmp_path, every):
-    video = write_video(tmp_path / "clip.mp4", frames=30, fps=10.0)
-    summary = process_video(torch_rec, video, every=every, csv_path=tmp_path / "out.csv", progress=False)
-    rows = read_csv(tmp_path / "out.csv")
-    expected = list(range(0, 30, every))
-    assert (summary.frames_read, summary.frames_processed, summary.faces) == (
-        30,
-        len(expected),
-        len(expected),
-    )
-    assert list(rows[0]) == ["frame", "time_s", "face", "x", "y", "w", "h", *CLASSES, "label"]
-    assert [int(r["frame"]) for r in rows] == expected
-    assert [float(r["time_s"]) for r in rows] == pytest.approx([f / 10.0 for f in expected], abs=1e-3)
-    assert all(
-        r["face"] == "0" and (r["w"], r["h"]) == ("320", "240") and r["label"] in CLASSES for r in rows
-    )
-    probs = np.array([[float(r[c]) for c in CLASSES] for r in rows])
-    assert np.allclose(probs.sum(1), 1.0, atol=1e-4)
-
-
-def test_video_errors_name_the_file(torch_rec, tmp_path):
-    with pytest.raises(FerkitError, match=r"missing\.mp4: video file not found"):
-        process_video(torch_rec, tmp_path / "missing.mp4", progress=False)
-    (tmp_path / "notes.mp4").write_text("not a video")
-    with pytest.raises(FerkitError, match=r"notes\.mp4: (cannot open|no frame)"):
-        process_video(torch_rec, tmp_path / "notes.mp4", csv_path=tmp_path / "o.csv", progress=False)
-    assert not (tmp_path / "o.csv").exists() and not list(tmp_path.glob(".*tmp*"))
-    with pytest.raises(FerkitError, match="--every must be at least 1"):
-        process_video(torch_rec, write_video(tmp_path / "v.mp4", frames=2), every=0, progress=False)
-
-
-def test_timeline_memory_is_bounded_and_gaps_break_the_line():
-    tl = Timeline(n_classes=2, max_bins=64, width_s=0.1)
-    for i in range(5000):  # 500 s of faces at 10 per second...
-        tl.add(i / 10, np.array([0.25, 0.75]))
-    tl.add(900.0, np.array([1.0, 0.0]))  # ...then nothing until one face at 900 s
-    assert tl.sums.shape == (64, 2) and tl.width > 900 / 64
-    times, means = tl.series(gap_s=60.0)
-    assert np.isnan(times).sum() == 1 and times[-1] == pytest.approx(900.0)
-    assert np.allclose(means[:-2], [0.25, 0.75]) and np.allclose(means[-1], [1.0, 0.0])
-
-
-def test_webcam_refuses_without_display_before_opening_a_camera(torch_rec, monkeypatch):
-    monkeypatch.delenv("DISPLAY", raising=False)
-    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
-    monkeypatch.setattr(cv2, "VideoCapture", lambda *a: pytest.fail("camera opened"))
-    with pytest.raises(FerkitError, match="webcam mode needs a display"):
-        process_video(torch_rec, 0, show=True)
-    res = CliRunner().invoke(app, ["video", "--webcam", "0", "--detector", "none"])
-    assert isinstance(res.exception, FerkitError) and "needs a display" in str(res.exception)
-    monkeypatch.setenv("DISPLAY", ":0")
-    monkeypatch.setattr("ferkit.inference.video.opencv_gui", lambda: False)  # as opencv-python-headless
-    with pytest.raises(FerkitError, match="OpenCV build with a GUI"):
-        process_video(torch_rec, 0, show=True)
 
 
 # --- torch vs ONNX, export -------------------------------------------------------------------------
@@ -480,24 +406,6 @@ def test_cli_predict_errors(tiny_run, tmp_path, monkeypatch):
     assert "unknown face detector 'dlib'" in str(res.exception)
     res = CliRunner().invoke(app, ["predict", one, "--model", str(tiny_run), "--tta", "tencrop"])
     assert "tta must be 'none' or 'flip'" in str(res.exception)
-
-
-def test_cli_video_writes_csv_plot_and_annotated_video(tiny_run, tmp_path):
-    video = write_video(tmp_path / "clip.mp4", frames=12, fps=6.0)
-    args = ["video", str(video), "--model", str(tiny_run), "--detector", "none", "--every", "3",
-            "--csv", str(tmp_path / "v.csv"), "--plot", str(tmp_path / "v.png"),
-            "--annotate", str(tmp_path / "v.mp4")]  # fmt: skip
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 0, res.output
-    assert "read 12 frames, processed 4 (every 3), 4 faces" in res.output
-    assert [r["time_s"] for r in read_csv(tmp_path / "v.csv")] == ["0.000", "0.500", "1.000", "1.500"]
-    assert (tmp_path / "v.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    cap = cv2.VideoCapture(str(tmp_path / "v.mp4"))
-    assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(2.0)
-    ok, frame = cap.read()
-    assert ok and frame.shape == (240, 320, 3)
-    res = CliRunner().invoke(app, ["video", "--model", str(tiny_run)])
-    assert "either a video file or --webcam" in str(res.exception)
 
 
 def test_int8_export_needs_calibration_faces(tiny_run, tmp_path):

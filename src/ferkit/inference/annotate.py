@@ -69,13 +69,18 @@ def _bar_spot(
 
 
 def annotate(
-    image: np.ndarray, faces: Sequence[FacePrediction], bars: bool = True, panel: bool = True
+    image: np.ndarray,
+    faces: Sequence[FacePrediction],
+    bars: bool = True,
+    panel: bool = True,
+    tags: Sequence[str] | None = None,
 ) -> np.ndarray:
     """A uint8 RGB copy of ``image`` (RGB or gray) with every face drawn; the input is not modified.
 
     Probability bars never cover a face: they go beside the face's box where there is room, else
     into a side panel added to the right of the image (``panel=False``, e.g. for video frames whose
-    size is fixed: left out for that face).
+    size is fixed: left out for that face). ``tags`` (one per face, e.g. a video's track ids) are
+    written before each face's label.
     """
     img = as_hwc(image)
     out = np.ascontiguousarray(np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img.copy())
@@ -94,7 +99,8 @@ def annotate(
         spot = _bar_spot(face, boxes, out.shape[1], out.shape[0], pw, ph) if bars else None
         in_panel = bars and spot is None and panel
         number = f"{i + 1}: " if in_panel else ""  # matches "face N" in the side panel
-        _text(out, f"{number}{face.label} {face.score:.2f}", x, y, scale, color, thick)
+        tag = f"{tags[i]} " if tags else ""
+        _text(out, f"{number}{tag}{face.label} {face.score:.2f}", x, y, scale, color, thick)
         if spot is not None:
             _bars(out, face, *spot, unit, scale)
         elif in_panel:

@@ -101,10 +101,13 @@ class Detector:
         """Raw ``(x, y, w, h, score)`` boxes on an (already downscaled) ``(H, W, 1|3)`` image."""
         raise NotImplementedError
 
-    def detect(self, image: np.ndarray) -> list[Detection]:
-        """All faces in one image, largest first; no face gives an empty list."""
+    def detect(self, image: np.ndarray, max_side: int | None = None) -> list[Detection]:
+        """All faces in one image, largest first; no face gives an empty list.
+
+        ``max_side`` overrides the detector's own for this call (video detects on smaller frames).
+        """
         image = as_hwc(image)
-        small, scale = fit_side(image, self.max_side)
+        small, scale = fit_side(image, max_side or self.max_side)
         height, width = image.shape[:2]
         found = [
             Detection(clip_box(x / scale, y / scale, w / scale, h / scale, width, height), score)

@@ -21,7 +21,7 @@ import numpy as np
 from ferkit.errors import FerkitError
 from ferkit.fileio import atomic_output
 from ferkit.inference.backends import Backend, ModelPaths, OnnxBackend, TorchBackend, as_paths
-from ferkit.inference.detect import Box, Detector, as_hwc, make_detector
+from ferkit.inference.detect import Box, Detection, Detector, as_hwc, make_detector
 from ferkit.models.preprocess import Preprocessing, match_channels, prepare, resize_batch
 
 ASSETS = resources.files("ferkit") / "assets"
@@ -381,20 +381,22 @@ class Recognizer:
         """Detect faces in every image, then classify all faces of all images in one batched pass."""
         names = list(sources) if sources is not None else [f"image {i}" for i in range(len(images))]
         arrays = [as_hwc(im, name) for im, name in zip(images, names, strict=True)]
-        detections = self.detector.detect_many(arrays)
+        faces = self.classify_boxes(arrays, self.detector.detect_many(arrays), batch_size)
+        return [
+            ImageResult(name, found, width=im.shape[1], height=im.shape[0])
+            for name, im, found in zip(names, arrays, faces, strict=True)
+        ]
+
+    def classify_boxes(
+        self, images: Sequence[np.ndarray], detections: Sequence[Sequence[Detection]], batch_size: int = 64
+    ) -> list[list[FacePrediction]]:
+        """Classify the faces at known boxes (the detector's, or boxes a video tracker moved) of each
+        uint8 (H, W, 1|3) image, all crops in one batched pass; one list per image, in box order."""
         crops = [
-            c for im, dets in zip(arrays, detections, strict=True) for c in self.detector.crops(im, dets)
+            c for im, dets in zip(images, detections, strict=True) for c in self.detector.crops(im, dets)
         ]
         probs = iter(self.probabilities(crops, batch_size))
-        return [
-            ImageResult(
-                name,
-                [self._prediction(next(probs), d.box, d.score) for d in dets],
-                width=im.shape[1],
-                height=im.shape[0],
-            )
-            for name, im, dets in zip(names, arrays, detections, strict=True)
-        ]
+        return [[self._prediction(next(probs), d.box, d.score) for d in dets] for dets in detections]
 
     def predict_files(
         self,
