@@ -160,7 +160,7 @@ converted to gray ({pp["data_channels"]} channel(s), the training data's form), 
 {pp["input_size"]} px ({pp["interpolation"]}), replicated to {pp["in_chans"]} channels and normalised with
 mean/std {pp["mean"][0]}/{pp["std"][0]}. Weights {stored[args.weights]}.
 
-**Data**: `{data.get("source")}`: FER2013 Training plus face crops of the training half of the
+**Data**: `{Path(str(data.get("source"))).name}`: FER2013 Training plus face crops of the training half of the
 muxspace photos (`scripts/build_wild_training_set.py`) — {data.get("train")} training images after
 dropping {data.get("dropped_from_training", 0)} that duplicate a PublicTest image or carry
 conflicting labels — with model selection on FER2013 PublicTest (best PublicTest accuracy with flip

@@ -440,6 +440,8 @@ def test_cli_export_int8_reports_difference_and_accuracy(tiny_run, tmp_path):
     drop = 100 * (check["accuracy"]["onnx_fp32"] - check["accuracy"]["onnx_int8"])
     assert (check["warning"] is not None) == (drop > 1.0) and ("WARNING" in res.output) == (drop > 1.0)
     rec = Recognizer.from_onnx(out, detector="none")
+    probs = rec.probabilities([np.full((48, 48), v, np.uint8) for v in (0, 90, 200)])
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-5)  # the softmax is not quantized
     assert rec.class_names == list(CLASSES)
     assert len(rec.predict_faces([np.zeros((48, 48), np.uint8)] * 70)) == 70  # dynamic batch axis
 
