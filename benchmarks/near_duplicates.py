@@ -234,8 +234,8 @@ def main() -> None:
                 s = b.scores[hit] if hit else np.zeros((0, 2))
                 ncc, block = (np.percentile(s[:, c], [1, 5, 50, 95, 99]).round(3).tolist() if len(s) else []
                               for c in (0, 1))  # fmt: skip
-                print(f"{b.name} {label}: {len(hit)}/{len(idx)} are pHash candidates; percentiles 1/5/50/95/99 "
-                      f"of correlation {ncc}, of worst block {block}")  # fmt: skip
+                print(f"{b.name} {label}: {len(hit)}/{len(idx)} are pHash candidates; percentiles "
+                      f"1/5/50/95/99 of correlation {ncc}, of worst block {block}")  # fmt: skip
 
 
 if __name__ == "__main__":
