@@ -25,7 +25,7 @@ from ferkit.errors import FerkitError
 
 def test_exact_duplicates_leakage_and_conflicts(messy_tree):
     ds = load_dataset(messy_tree, image_size=32)
-    report = analyse(ds, near_threshold=None)
+    report = analyse(ds, near=None)
     assert len(report.exact) == 1
     group = report.exact[0]
     assert sorted(group.sources) == [
@@ -58,11 +58,40 @@ def test_near_duplicates_find_reencoded_copies(tmp_path):
     other = cv2.GaussianBlur(rng.integers(0, 256, (64, 64), dtype=np.uint8), (9, 9), 3)
     cv2.imwrite(str(tmp_path / "pool/a/other.png"), other)
     ds = load_dataset(tmp_path / "pool")
-    report = analyse(ds, near_threshold=6)
+    report = analyse(ds)
     assert report.exact == []
     assert len(report.near) == 1
     assert sorted(report.near[0].sources) == ["a/orig.png", "b/copy.jpg"]
     assert report.near[0].conflicting
+
+
+def test_near_duplicates_reject_the_same_face_with_another_expression(tmp_path):
+    """Same framing, other expression: close perceptual hashes, but not a duplicate; a slightly
+    cropped, brightened, re-encoded copy is one. Contact sheets show each group."""
+    import cv2
+
+    from ferkit.data.gallery import write_contact_sheets
+    from ferkit.data.integrity import NearDuplicateRule, candidate_pairs, perceptual_hashes
+    from ferkit.data.synthetic import draw_face
+
+    faces = {cls: draw_face(cls, np.random.default_rng(7), 160) for cls in ("happy", "sad", "surprise")}
+    for cls, img in faces.items():
+        (tmp_path / "pool" / cls).mkdir(parents=True)
+        cv2.imwrite(str(tmp_path / f"pool/{cls}/{cls}.png"), img)
+    copy = cv2.resize(faces["happy"][3:-2, 2:-4], (150, 150), interpolation=cv2.INTER_AREA)
+    copy = np.clip(copy.astype(np.float32) * 1.06, 0, 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "pool/sad/happy_copy.jpg"), copy, [cv2.IMWRITE_JPEG_QUALITY, 70])
+    ds = load_dataset(tmp_path / "pool")
+    rule = NearDuplicateRule()
+    close = candidate_pairs(perceptual_hashes(ds), rule.hash_distance)
+    names = ds.sources.tolist()
+    assert len(close) >= 2  # the hash alone links the other expressions too
+    report = analyse(ds, rule)
+    assert [sorted(g.sources) for g in report.near] == [["happy/happy.png", "sad/happy_copy.jpg"]]
+    assert len({names[i] for pair in close for i in pair}) >= 3
+    sheets = write_contact_sheets(ds, report.near, tmp_path / "gallery", "near")
+    assert [p.name for p in sheets] == ["near_0001.png"]
+    assert cv2.imread(str(sheets[0])).shape[1] >= 2 * 150
 
 
 def test_report_has_the_documented_keys(messy_tree):

@@ -54,7 +54,9 @@ def print_report(report: dict) -> None:
     console.print(_duplicates_line("exact duplicates", report["duplicates"]))
     if "near_duplicates" in report:
         near = report["near_duplicates"]
-        console.print(_duplicates_line(f"near duplicates (phash <= {near['threshold']})", near))
+        console.print(
+            _duplicates_line("near duplicates (pHash candidates confirmed on aligned thumbnails)", near)
+        )
     if "groups" in report:
         g = report["groups"]
         console.print(
@@ -91,9 +93,12 @@ def inspect(
     size: SizeOpt = None,
     color: ColorOpt = "auto",
     strict: StrictOpt = False,
-    near_threshold: Annotated[
-        int, typer.Option(help="Perceptual-hash Hamming distance for near duplicates; -1 turns it off.")
-    ] = 4,
+    near: Annotated[
+        bool, typer.Option("--near/--no-near", help="Look for near duplicates (pHash candidates, confirmed).")
+    ] = True,
+    gallery: Annotated[
+        Path | None, typer.Option("--gallery", help="Write a contact-sheet PNG per duplicate group here.")
+    ] = None,
     clip: Annotated[float | None, typer.Option(help="Clip class weights at this maximum.")] = None,
     group_by: Annotated[
         str | None,
@@ -107,13 +112,20 @@ def inspect(
     """Counts per split and class, unreadable files, duplicates, leakage and class weights."""
     require_train("ferkit data inspect", ("scipy",))
     from ferkit.data import analyse, dataset_report
+    from ferkit.data.gallery import write_contact_sheets
+    from ferkit.data.integrity import NearDuplicateRule
     from ferkit.data.split import group_report
 
     ds = load_nonempty(path, image_size=size, color=color, strict=strict)
-    report = dataset_report(ds, analyse(ds, None if near_threshold < 0 else near_threshold), clip)
+    integrity = analyse(ds, NearDuplicateRule() if near else None)
+    report = dataset_report(ds, integrity, clip)
     if group_by:
         report["groups"] = group_report(ds, group_by)
     print_report(report)
+    if gallery:
+        sheets = write_contact_sheets(ds, integrity.exact, gallery, "exact")
+        sheets += write_contact_sheets(ds, integrity.near, gallery, "near")
+        console.print(f"{len(sheets)} contact sheet(s) in {gallery}")
     if json_out:
         atomic_write_text(json_out, json.dumps(report, indent=2))
         console.print(f"full report: {json_out}")

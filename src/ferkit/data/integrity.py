@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import cv2
 import numpy as np
@@ -39,7 +39,7 @@ class DuplicateGroup:
 class IntegrityReport:
     exact: list[DuplicateGroup] = field(default_factory=list)
     near: list[DuplicateGroup] = field(default_factory=list)
-    near_threshold: int | None = None
+    near_rule: NearDuplicateRule | None = None
 
     def summary(self, groups: list[DuplicateGroup]) -> dict[str, int]:
         return {
@@ -85,17 +85,98 @@ def perceptual_hashes(ds: FaceDataset, batch: int = 4096) -> np.ndarray:
     return out
 
 
-def near_duplicates(ds: FaceDataset, threshold: int = 4) -> list[DuplicateGroup]:
-    """Groups linked by perceptual-hash Hamming distance <= threshold.
+# Near duplicates: pHash candidates (loose), each confirmed on aligned thumbnails (strict).
+# Thresholds chosen on benchmarks/near_duplicates.py (real photos; see the README for the numbers).
+HASH_CANDIDATE = 12  # max Hamming distance of 64-bit pHashes for a pair to be compared at all
+THUMB = 64  # thumbnail side for the confirmation
+MARGIN = 6  # search ±MARGIN px of shift (≈ 9 %) and the scales below: crops and resizes re-align
+SCALES = (0.94, 0.97, 1.0, 1.03, 1.06)
+GRID = 4  # the aligned overlap is cut into GRID x GRID blocks
+MIN_NCC = 0.95  # whole-overlap normalised correlation of a duplicate ...
+MAX_BLOCK_DIFF = 0.40  # ... and no block differing more (mean |z_a - z_b|): an expression change does
+
+
+@dataclass(frozen=True)
+class NearDuplicateRule:
+    """The two-stage test; the defaults are the measured ones."""
+
+    hash_distance: int = HASH_CANDIDATE
+    min_ncc: float = MIN_NCC
+    max_block_diff: float = MAX_BLOCK_DIFF
+
+    def key(self) -> str:
+        return f"h{self.hash_distance}-c{self.min_ncc:g}-b{self.max_block_diff:g}-v2"
+
+
+def thumbnails(ds: FaceDataset, index: np.ndarray, batch: int = 4096) -> np.ndarray:
+    """(len(index), THUMB, THUMB) float32 grayscale thumbnails."""
+    out = np.empty((len(index), THUMB, THUMB), np.float32)
+    for start in range(0, len(index), batch):
+        imgs = ds.take(index[start : start + batch])
+        gray = imgs.mean(axis=3, dtype=np.float32) if imgs.shape[3] > 1 else imgs[..., 0].astype(np.float32)
+        interp = cv2.INTER_AREA if gray.shape[1] > THUMB else cv2.INTER_LINEAR
+        out[start : start + len(gray)] = [cv2.resize(g, (THUMB, THUMB), interpolation=interp) for g in gray]
+    return out
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    return (x - x.mean()) / max(float(x.std()), 1.0)
+
+
+def pair_similarity(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """(correlation, worst block difference) of two thumbnails after the best alignment of ``b``'s
+    centre (over shifts and small scale changes) onto ``a``; both robust to brightness and contrast."""
+    inner = THUMB - 2 * MARGIN
+    best = (-2.0, (0, 0), b)
+    for scale in SCALES:
+        side = max(inner, round(THUMB * scale))
+        scaled = cv2.resize(b, (side, side), interpolation=cv2.INTER_LINEAR)
+        off = (side - inner) // 2
+        templ = np.ascontiguousarray(scaled[off : off + inner, off : off + inner])
+        if templ.std() < 1e-3:
+            continue
+        res = cv2.matchTemplate(a, templ, cv2.TM_CCOEFF_NORMED)
+        _, score, _, (x, y) = cv2.minMaxLoc(res)
+        if score > best[0]:
+            best = (float(score), (x, y), templ)
+    ncc, (x, y), templ = best
+    if ncc <= -2.0:  # a flat image: equal only to another flat image of any brightness
+        return (1.0, 0.0) if a.std() < 1e-3 else (0.0, 1.0)
+    diff = np.abs(_zscore(a[y : y + inner, x : x + inner]) - _zscore(templ))
+    step = inner // GRID
+    blocks = diff[: step * GRID, : step * GRID].reshape(GRID, step, GRID, step).mean(axis=(1, 3))
+    return ncc, float(blocks.max())
+
+
+def confirm_pairs(ds: FaceDataset, pairs: np.ndarray, rule: NearDuplicateRule) -> np.ndarray:
+    """Boolean mask over (K, 2) candidate ``pairs``: which are near duplicates by the strict test."""
+    if not len(pairs):
+        return np.zeros(0, dtype=bool)
+    items, inverse = np.unique(pairs, return_inverse=True)
+    thumbs = thumbnails(ds, items)
+    inverse = inverse.reshape(pairs.shape)
+    keep = np.empty(len(pairs), dtype=bool)
+    for k, (i, j) in enumerate(inverse):
+        ncc, block = pair_similarity(thumbs[i], thumbs[j])
+        keep[k] = ncc >= rule.min_ncc and block <= rule.max_block_diff
+    return keep
+
+
+def near_duplicates(ds: FaceDataset, rule: NearDuplicateRule | None = None) -> list[DuplicateGroup]:
+    """Groups of photos linked by confirmed near-duplicate pairs (the same picture re-encoded,
+    resized, slightly cropped or brightened; mirror images are *not* counted as duplicates).
 
     The component labels are stored beside the decoded cache (they depend only on its pixels), so a
-    second inspection of the same dataset skips the quadratic pair search.
+    second inspection of the same dataset skips the pair search.
     """
-    stored = ds.cache_dir / f"near-phash-t{threshold}.npy" if ds.cache_dir is not None else None
+    rule = rule or NearDuplicateRule()
+    stored = ds.cache_dir / f"near-{rule.key()}.npy" if ds.cache_dir is not None else None
     if stored is not None and stored.is_file():
         comp = np.load(stored)
     else:
-        comp = _near_components(perceptual_hashes(ds), threshold)
+        pairs = candidate_pairs(perceptual_hashes(ds), rule.hash_distance)
+        pairs = pairs[confirm_pairs(ds, pairs, rule)]
+        comp = _components(pairs, len(ds))
         if stored is not None:
             with contextlib.suppress(OSError):  # a read-only cache only costs the speed-up
                 tmp = stored.with_name(f".{stored.name}.tmp.npy")
@@ -107,9 +188,9 @@ def near_duplicates(ds: FaceDataset, threshold: int = 4) -> list[DuplicateGroup]
     return _groups(ds, members)
 
 
-def _near_components(hashes: np.ndarray, threshold: int, block: int = 256) -> np.ndarray:
-    """Connected-component label per item of the graph "Hamming distance <= threshold" (blockwise)."""
-    rows, cols = [], []
+def candidate_pairs(hashes: np.ndarray, threshold: int, block: int = 256) -> np.ndarray:
+    """(K, 2) index pairs i < j with Hamming distance <= threshold (blockwise, memory stays small)."""
+    rows, cols = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
     for start in range(0, len(hashes), block):
         part = hashes[start : start + block, None]
         dist = np.bitwise_count(part ^ hashes[None, start:])
@@ -117,16 +198,20 @@ def _near_components(hashes: np.ndarray, threshold: int, block: int = 256) -> np
         keep = j > i  # upper triangle: j indexes from `start`
         rows.append(i[keep] + start)
         cols.append(j[keep] + start)
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    graph = coo_matrix((np.ones(len(r), dtype=np.int8), (r, c)), shape=(len(hashes),) * 2)
+    return np.stack([np.concatenate(rows), np.concatenate(cols)], axis=1)
+
+
+def _components(pairs: np.ndarray, n: int) -> np.ndarray:
+    """Connected-component label per item of the graph given by ``pairs``."""
+    graph = coo_matrix((np.ones(len(pairs), dtype=np.int8), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
 
-def analyse(ds: FaceDataset, near_threshold: int | None = 4) -> IntegrityReport:
-    """Exact duplicates always; near duplicates too unless ``near_threshold`` is None."""
-    report = IntegrityReport(exact=exact_duplicates(ds), near_threshold=near_threshold)
-    if near_threshold is not None and len(ds) > 1:
-        report.near = near_duplicates(ds, near_threshold)
+def analyse(ds: FaceDataset, near: NearDuplicateRule | None = NearDuplicateRule()) -> IntegrityReport:
+    """Exact duplicates always; near duplicates too unless ``near`` is None."""
+    report = IntegrityReport(exact=exact_duplicates(ds), near_rule=near)
+    if near is not None and len(ds) > 1:
+        report.near = near_duplicates(ds, near)
     return report
 
 
@@ -172,9 +257,9 @@ def dataset_report(ds: FaceDataset, integrity: IntegrityReport, weight_clip: flo
             zip(ds.class_names, balanced_class_weights(train, len(ds.class_names), weight_clip), strict=True)
         ),
     }
-    if integrity.near_threshold is not None:
+    if integrity.near_rule is not None:
         report["near_duplicates"] = {
-            "threshold": integrity.near_threshold,
+            "rule": asdict(integrity.near_rule),
             **integrity.summary(integrity.near),
             "examples": _examples(integrity.near),
         }

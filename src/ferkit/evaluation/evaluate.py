@@ -7,6 +7,7 @@ dataset plus a cross-dataset table.
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import os
@@ -391,8 +392,6 @@ def write_report(
 
 
 def _esc(text: str) -> str:
-    import html
-
     return html.escape(text)
 
 
