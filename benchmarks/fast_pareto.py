@@ -166,6 +166,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--threads", type=int, default=None, help="onnxruntime intra-op threads (default: ferkit's)"
     )
     p.add_argument("--json", type=Path, default=None, help="also write the rows as JSON here")
+    p.add_argument("--keep", type=Path, default=None, help="write the ONNX files here (default: a temp dir)")
     return p.parse_args(argv)
 
 
@@ -183,10 +184,12 @@ def main(argv: list[str] | None = None) -> None:
     images = np.ascontiguousarray(ds.images)
     rows, backends, inputs = [], {}, {}
     with tempfile.TemporaryDirectory(prefix="ferkit-pareto-") as tmp:
+        folder = args.keep or Path(tmp)
+        folder.mkdir(parents=True, exist_ok=True)
         for run in args.models:
             arch, size, params, flops = size_and_flops(run)
             row = ModelRow(run.name, arch, size, params, flops)
-            for weights, path in export_both(run, Path(tmp), args.data, args.split).items():
+            for weights, path in export_both(run, folder, args.data, args.split).items():
                 backend = OnnxBackend.from_file(path, threads=args.threads)
                 if list(backend.class_names) != list(ds.class_names):
                     sys.exit(f"{run}: classes {backend.class_names} differ from the data's {ds.class_names}")
