@@ -7,12 +7,15 @@ FILE ...`` adds ferkit ONNX files as they are (e.g. the shipped ``default``/``fa
 are the default when neither option is given).
 
 Classifier rows: faces/s on the same prepared real faces (FER2013 ``--split``) at batch 1 and 256
-(``--batches``), preprocessing outside the timing, no TTA. Every ONNX fp32/int8 file runs under five
-onnxruntime session settings: ``default`` (what ferkit uses: onnxruntime's own, one intra-op thread
-per core with spinning), 1 or 2 intra-op threads, each with spinning on or off (SessionOptions
+(``--batches``), preprocessing outside the timing, no TTA. Every ONNX file in ``--tune`` runs under
+five onnxruntime session settings: ``default`` (what ferkit uses: onnxruntime's own, one intra-op
+thread per core, spinning on), 1 or 2 intra-op threads, each with spinning on or off (session
 config ``session.intra_op.allow_spinning``). All contenders of one batch size are measured in
-interleaved rounds (rotating order) with the load average printed after each round; the median
-round is reported, with the ratio to the file's ``default`` setting and the fastest setting named.
+interleaved rounds (rotating order), the load average printed after each round; the median round
+is reported, with the ratio to the file's ``default`` setting, and the fastest setting is named.
+From batch 64 on (``--fresh-from``) each timed call gets a freshly built, warmed-up session
+(untimed): every session keeps the memory arena of its largest batch (~1 GB for an ensemble at
+batch 256), and a dozen of them exhausted this machine's memory.
 Video rows: end-to-end frames/s of ``process_video`` (decode, detect, crop, classify, CSV) on a
 generated 640x480 clip with one real face (scikit-image's astronaut, panning), default settings,
 also interleaved.
@@ -25,10 +28,14 @@ also interleaved.
 from __future__ import annotations
 
 import argparse
+import gc
 import shutil
 import sys
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 
 import cv2
@@ -43,7 +50,7 @@ from ferkit.inference.backends import OnnxBackend, TorchBackend
 from ferkit.inference.recognizer import ASSETS
 from ferkit.inference.video import VideoOutputs, process_video
 from ferkit.models.factory import checkpoint_file
-from ferkit.models.preprocess import prepare
+from ferkit.models.preprocess import Preprocessing, prepare
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013-dev.tar.gz"
@@ -72,38 +79,71 @@ def session_backend(path: Path, threads: int | None, spin: bool | None) -> OnnxB
     return OnnxBackend(session, meta.class_names, meta.preprocessing)
 
 
+@dataclass
+class Contender:
+    """How to build one backend (a fresh session each call), and its preprocessing."""
+
+    build: Callable[[], object]
+    preprocessing: Preprocessing
+
+
 def contenders(files: dict[str, Path], torch_backend: TorchBackend | None, tune: list[str] | None) -> dict:
     """The files in ``tune`` (None: all but fp16-stored exports) under every setting, the others
-    under the default one, plus torch eager. Each session keeps its own memory arena (about 1 GB for
-    an fp32 ensemble at batch 256), hence ``tune``."""
-    out: dict[str, object] = {"torch eager": torch_backend} if torch_backend else {}
+    under the default one, plus torch eager."""
+    out: dict[str, Contender] = {}
+    if torch_backend:
+        out["torch eager"] = Contender(lambda: torch_backend, torch_backend.preprocessing)
     for label, path in files.items():
         tuned = label in tune if tune is not None else not label.endswith("fp16")
-        settings = list(SETTINGS) if tuned else ["default"]
-        for setting in settings:
-            out[f"{label} | {setting}"] = session_backend(path, *SETTINGS[setting])
+        pp = OnnxBackend.from_file(path).preprocessing
+        for setting in list(SETTINGS) if tuned else ["default"]:
+            out[f"{label} | {setting}"] = Contender(partial(session_backend, path, *SETTINGS[setting]), pp)
     return out
 
 
-def classifier_rows(backends: dict, faces: np.ndarray, args: argparse.Namespace) -> list[dict]:
-    """faces/s of every contender per batch size, all contenders interleaved."""
+def classifier_rows(specs: dict[str, Contender], faces: np.ndarray, args: argparse.Namespace) -> list[dict]:
+    """faces/s of every contender per batch size, all contenders interleaved.
+
+    Below ``--fresh-from`` faces per batch every session is built once and kept; from there on each
+    timed call gets a session built (and warmed up) just before it, untimed, and dropped after it:
+    an onnxruntime session keeps the memory arena its largest batch needed (about 1 GB for the
+    ensembles at batch 256), and a dozen of them exhausted this machine's memory.
+    """
     inputs = {}
-    for b in backends.values():
-        pp = b.preprocessing
+    for c in specs.values():
+        pp = c.preprocessing
         inputs.setdefault((pp.input_size, pp.in_chans), prepare(faces, pp))
-    rows = []
+    rows, live = [], {}  # live: the sessions that exist now
     for batch in args.batches:
         n = args.faces_b1 if batch == 1 else max(batch, args.faces)
+        fresh = batch >= args.fresh_from
 
-        def call(b, batch: int = batch, n: int = n):
-            x = inputs[(b.preprocessing.input_size, b.preprocessing.in_chans)][:n]
-            return lambda: [b.probabilities(x[i : i + batch]) for i in range(0, n, batch)]
+        def call(name: str, batch: int = batch, n: int = n):
+            pp = specs[name].preprocessing
+            x = inputs[(pp.input_size, pp.in_chans)][:n]
+            return lambda: [live[name].probabilities(x[i : i + batch]) for i in range(0, n, batch)]
 
-        print(f"batch {batch}: {n} faces per call, {len(backends)} contenders", flush=True)
-        seconds = interleaved({name: call(b) for name, b in backends.items()}, args.rounds, args.warmup)
-        rows += [
+        def build(name: str, batch: int = batch) -> None:
+            live.clear()  # the previous contender's session (and its arena) goes first
+            gc.collect()
+            live[name] = specs[name].build()
+            pp = specs[name].preprocessing
+            live[name].probabilities(inputs[(pp.input_size, pp.in_chans)][:batch])  # warm-up
+
+        if not fresh:
+            live.update({name: c.build() for name, c in specs.items()})
+        what = "a fresh session per call" if fresh else "kept sessions"
+        print(f"batch {batch}: {n} faces per call, {len(specs)} contenders, {what}", flush=True)
+        calls = {name: call(name) for name in specs}
+        seconds = interleaved(
+            calls, args.rounds, 0 if fresh else args.warmup, before=build if fresh else None
+        )
+        new = [
             {"backend": name, "batch": batch, "faces_per_s": per_second(n, s)} for name, s in seconds.items()
         ]
+        print(markdown(new, [], ""), flush=True)
+        rows += new
+        live.clear()
     return rows
 
 
@@ -237,6 +277,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batches", type=int, nargs="+", default=[1, 256], help="batch sizes (default 1 256)")
     p.add_argument("--rounds", type=int, default=5, help="interleaved timed rounds per batch size (median)")
     p.add_argument("--warmup", type=int, default=1, help="untimed calls per contender first")
+    p.add_argument(
+        "--fresh-from", type=int, default=64,
+        help="from this batch size on, a fresh session (untimed build + warm-up) per timed call",
+    )  # fmt: skip
     p.add_argument("--faces", type=int, default=512, help="faces per timed call at batch > 1")
     p.add_argument("--faces-b1", type=int, default=64, help="faces per timed call at batch 1")
     p.add_argument("--frames", type=int, default=150, help="frames of the generated clip (0: no video rows)")
@@ -261,12 +305,14 @@ def main(argv: list[str] | None = None) -> None:
         files |= onnx_files(args.onnx or ([] if args.run else ["default", "fast"]))
         if not files:
             sys.exit("nothing to measure: give --run or --onnx (no shipped model found)")
-        backends = contenders(files, torch_backend, args.tune)
-        rows = classifier_rows(backends, np.ascontiguousarray(faces), args)
+        specs = contenders(files, torch_backend, args.tune)
+        rows = classifier_rows(specs, np.ascontiguousarray(faces), args)
         vrows, detector = [], detector_for(args)
         if args.frames:
             video = {
-                name: b for name, b in backends.items() if name == "torch eager" or name.endswith("| default")
+                name: c.build()
+                for name, c in specs.items()
+                if name == "torch eager" or name.endswith("| default")
             }
             clip = write_clip(Path(tmp) / "clip.mp4", args.frames)
             vrows = video_rows(video, clip, detector, Path(tmp), args.video_rounds)

@@ -11,10 +11,15 @@ from machine_info import load_average  # benchmarks/ is on sys.path when run as 
 
 
 def interleaved(
-    contenders: dict[str, Callable[[], object]], rounds: int, warmup: int = 1, verbose: bool = True
+    contenders: dict[str, Callable[[], object]],
+    rounds: int,
+    warmup: int = 1,
+    verbose: bool = True,
+    before: Callable[[str], object] | None = None,
 ) -> dict[str, list[float]]:
     """Seconds per call of each contender, over ``rounds`` interleaved rounds after ``warmup`` untimed
-    calls each; prints the load average after every round when ``verbose``."""
+    calls each; ``before(name)``, if given, runs untimed before every timed call (e.g. to build a
+    fresh session); prints the load average after every round when ``verbose``."""
     for fn in contenders.values():
         for _ in range(warmup):
             fn()
@@ -22,6 +27,8 @@ def interleaved(
     seconds: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names) :] + names[: r % len(names)]:
+            if before:
+                before(name)
             start = time.perf_counter()
             contenders[name]()
             seconds[name].append(time.perf_counter() - start)
