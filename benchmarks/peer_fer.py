@@ -97,7 +97,7 @@ class FerkitModel:
 
 
 def load_ferkit(spec: str, args: argparse.Namespace) -> FerkitModel:
-    """``MODEL[@tta]`` → a Recognizer as a user gets it (``Recognizer.load``), warmed up."""
+    """``MODEL[@tta]`` → a Recognizer as a user gets it (``Recognizer.load``)."""
     from ferkit.inference import Recognizer
 
     model, _, tta = spec.partition("@")
