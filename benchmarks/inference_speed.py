@@ -166,7 +166,7 @@ def video_rows(backends: dict, clip: Path, detector, csv_dir: Path, rounds: int)
     def call(name: str):
         rec = Recognizer(backends[name], detector)
         return lambda: summaries[name].append(
-            process_video(rec, clip, csv_path=csv_dir / "video.csv", progress=False)
+            process_video(rec, clip, outputs=VideoOutputs(csv=csv_dir / "video.csv"), progress=False)
         )
 
     interleaved({name: call(name) for name in backends}, rounds, warmup=0)
