@@ -2,14 +2,22 @@
 
 Both tools get the same decoded 48x48 grayscale crops (the archive's test/ split = PublicTest,
 3,589 faces) and no face detection. fer runs in its own venv (benchmarks/peer_fer_setup.sh) as a
-subprocess (benchmarks/peer_fer_worker.py); ferkit runs in this process, after fer, never at the
-same time. Each tool is warmed up, then timed over R full passes; faces/s uses the median pass.
-Preprocessing from uint8 crops is inside the timing for both; JPEG decoding is outside for both.
+subprocess (benchmarks/peer_fer_worker.py, one timed pass of each fer mode per call); ferkit runs in
+this process, one pass per model. The tools take turns in R interleaved rounds (fer pass, ferkit
+passes, fer pass, ... in a rotating order), never at the same time, and the load average is printed
+after every round; faces/s uses the median pass. Each tool is warmed up first (fer inside every
+worker call). Preprocessing from uint8 crops is inside the timing for both; JPEG decoding is
+outside for both.
 
     bash benchmarks/peer_fer_setup.sh                       # once: creates .venv-fer/
-    .venv/bin/python benchmarks/peer_fer.py                 # ferkit's shipped default model
+    .venv/bin/python benchmarks/peer_fer.py                 # ferkit's shipped models (default, fast)
     .venv/bin/python benchmarks/peer_fer.py --model runs/fer2013_cpu_lite0   # or a run / .pt / .onnx
-    .venv/bin/python benchmarks/peer_fer.py --smoke         # 128 faces, 1 pass: checks that it works
+    .venv/bin/python benchmarks/peer_fer.py --model default default@none fast q8.onnx@flip
+    .venv/bin/python benchmarks/peer_fer.py --smoke         # 128 faces, 1 round: checks that it works
+
+``--model`` takes several models, each ``default`` / ``fast`` (shipped) or a run dir / .pt / .onnx,
+optionally suffixed ``@none`` or ``@flip`` for its TTA (else ``--tta``, else the model's own: flip for
+the shipped default, none otherwise).
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ import statistics
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 from machine_info import load_average, machine  # benchmarks/ is on sys.path when run as a script
+from rounds import interleaved
 from sklearn.metrics import accuracy_score, f1_score
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -51,12 +61,12 @@ def load_faces(data: Path, split: str, limit: int | None):
 
 
 def run_fer(args: argparse.Namespace, faces_npz: Path) -> dict:
-    """fer's part in its own venv; returns the worker's JSON or {"error": why}."""
+    """One timed pass of every fer mode in its own venv; returns the worker's JSON or {"error": why}."""
     python = args.fer_venv / "bin" / "python"
     if not python.is_file():
         return {"error": f"no fer venv at {args.fer_venv} (create it: bash benchmarks/peer_fer_setup.sh)"}
     cmd = [str(python), str(WORKER), "--faces", str(faces_npz), "--modes", *args.fer_modes]
-    cmd += ["--batch", str(args.fer_batch), "--repeats", str(args.repeats)]
+    cmd += ["--batch", str(args.fer_batch), "--repeats", "1"]
     env = os.environ | {"CUDA_VISIBLE_DEVICES": "", "PYTHONNOUSERSITE": "1"}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
@@ -64,23 +74,45 @@ def run_fer(args: argparse.Namespace, faces_npz: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def run_ferkit(args: argparse.Namespace, images: np.ndarray) -> dict:
-    """ferkit as a user runs it: the Recognizer (shipped default model unless --model), batched."""
-    import torch
+def merge_fer(passes: list[dict]) -> dict:
+    """The worker calls of all rounds as one result: every pass's seconds, the last pass's probabilities."""
+    if not passes or "error" in passes[0]:
+        return passes[0] if passes else {"error": "fer did not run"}
+    merged = passes[-1]
+    for mode, res in merged["modes"].items():
+        res["seconds"] = [s for p in passes for s in p["modes"][mode]["seconds"]]
+        res["faces_per_s"] = len(res["probs"]) / statistics.median(res["seconds"])
+    return merged
 
+
+@dataclass
+class FerkitModel:
+    """One ferkit contender: what the user asked for, its label and its loaded Recognizer."""
+
+    spec: str
+    label: str
+    rec: object
+    probs: np.ndarray | None = None
+    seconds: list[float] = field(default_factory=list)
+
+
+def load_ferkit(spec: str, args: argparse.Namespace) -> FerkitModel:
+    """``MODEL[@tta]`` → a Recognizer as a user gets it (``Recognizer.load``)."""
     from ferkit.inference import Recognizer
 
-    torch.set_num_threads(args.threads)
-    rec = Recognizer.load(args.model, detector="none")
-    if args.tta is not None:
-        rec.tta = args.tta
-    rec.probabilities(images[:32], args.batch)  # warm-up
-    seconds = []
-    for _ in range(args.repeats):
-        start = time.perf_counter()
-        probs = rec.probabilities(images, args.batch)
-        seconds.append(time.perf_counter() - start)
-    return {"probs": probs, "seconds": seconds, "class_names": rec.class_names, "rec": rec}
+    model, _, tta = spec.partition("@")
+    rec = Recognizer.load(model, detector="none", threads=args.onnx_threads)
+    if tta or args.tta:
+        rec.tta = tta or args.tta
+    label = model if model in ("default", "fast") else Path(model).name
+    return FerkitModel(spec, f"{label}{'@' + tta if tta else ''}", rec)
+
+
+def ferkit_pass(m: FerkitModel, images: np.ndarray, batch: int) -> None:
+    """One timed pass of ``m`` over all faces."""
+    start = time.perf_counter()
+    m.probs = m.rec.probabilities(images, batch)
+    m.seconds.append(time.perf_counter() - start)
 
 
 def align_fer(fer_probs: list, fer_labels: list[str], class_names: tuple[str, ...]) -> np.ndarray:
@@ -105,16 +137,17 @@ def write_predictions(path: Path, ds, probs: np.ndarray) -> None:
             w.writerow([src, names[y], names[int(p.argmax())], *(f"{v:.6f}" for v in p)])
 
 
-def model_status(model: Path | None) -> str:
-    """Which model is measured: the shipped default, or a run's checkpoint (epoch, selection score,
+def model_status(spec: str) -> str:
+    """Which model is measured: a shipped one, or a run's checkpoint (epoch, selection score,
     whether the run had finished)."""
     from ferkit.models.factory import read_model_file
 
-    if model is None:
-        return "ferkit's shipped default model (src/ferkit/assets, see MODEL_CARD.md)"
-    if model.suffix in (".onnx", ".pt"):
-        return str(model)
-    run = model
+    model = spec.partition("@")[0]
+    if model in ("default", "fast"):
+        return f"ferkit's shipped {model} model (src/ferkit/assets, see MODEL_CARD.md)"
+    run = Path(model)
+    if run.suffix in (".onnx", ".pt"):
+        return str(run)
     ckpts = run / "checkpoints" if run.is_dir() else run.parent
     best = read_model_file(ckpts / "best.pt")
     what = f"best.pt = epoch {best.get('epoch', '?')}"
@@ -157,81 +190,125 @@ def fer_rows(fer: dict, ds, out: Path) -> list[dict]:
     return rows
 
 
-def ferkit_row(res: dict, ds, args: argparse.Namespace, out: Path) -> dict:
-    if list(res["class_names"]) != list(ds.class_names):
-        raise SystemExit(f"model classes {res['class_names']} differ from the data's {list(ds.class_names)}")
-    write_predictions(out / "predictions_ferkit.csv", ds, res["probs"])
-    acc, f1 = scores(res["probs"], ds.labels, len(ds.class_names))
-    rec = res["rec"]
-    note = f"{args.model.name if args.model else 'default model'} ({type(rec.backend).__name__}), "
-    note += f"{rec.preprocessing.input_size} px, Recognizer tta={rec.tta}"
+def ferkit_row(m: FerkitModel, ds, args: argparse.Namespace, out: Path, first: bool) -> dict:
+    """The model's row; writes its predictions (predictions_ferkit.csv for the first model,
+    predictions_ferkit-LABEL.csv for the others)."""
+    rec = m.rec
+    if list(rec.class_names) != list(ds.class_names):
+        raise SystemExit(
+            f"{m.spec}: model classes {rec.class_names} differ from the data's {list(ds.class_names)}"
+        )
+    write_predictions(
+        out / ("predictions_ferkit.csv" if first else f"predictions_ferkit-{m.label}.csv"), ds, m.probs
+    )
+    acc, f1 = scores(m.probs, ds.labels, len(ds.class_names))
+    backend, size = type(rec.backend).__name__, rec.preprocessing.input_size
+    note = f"{m.label} ({backend}), {size} px, Recognizer tta={rec.tta}"
     return {
-        "tool": "ferkit", "accuracy": acc, "macro_f1": f1, "batch": args.batch, "note": note,
-        "faces_per_s": len(ds) / statistics.median(res["seconds"]), "seconds": res["seconds"],
+        "tool": f"ferkit {m.label}", "accuracy": acc, "macro_f1": f1, "batch": args.batch, "note": note,
+        "faces_per_s": len(ds) / statistics.median(m.seconds), "seconds": m.seconds,
     }  # fmt: skip
 
 
 def ratios(rows: list[dict]) -> list[str]:
-    ferkit = next(r for r in rows if r["tool"] == "ferkit")
+    """faces/s of every ferkit row over every fer row (same rounds)."""
+    ours = [r for r in rows if r["tool"].startswith("ferkit") and "error" not in r]
+    theirs = [r for r in rows if not r["tool"].startswith("ferkit") and "error" not in r]
     return [
-        f"ferkit / {r['tool']} faces/s = {ferkit['faces_per_s'] / r['faces_per_s']:.3f}"
-        for r in rows
-        if r["tool"] != "ferkit" and "error" not in r
+        f"{a['tool']} / {b['tool']} faces/s = {a['faces_per_s'] / b['faces_per_s']:.3f}"
+        for a in ours
+        for b in theirs
     ]
 
 
-def header(args: argparse.Namespace, n: int, fer: dict) -> str:
+def header(args: argparse.Namespace, n: int, fer: dict, load_before: str, round_loads: list[str]) -> str:
+    import onnxruntime
     import torch
 
     versions = f"fer {fer['fer']}, tensorflow {fer['tensorflow']}, " if "error" not in fer else ""
+    models = "; ".join(f"{spec}: {model_status(spec)}" for spec in args.model)
     return (
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC; {machine()}; "
-        f"{versions}torch {torch.__version__}; {n} faces ({args.data} {args.split}/); "
-        f"model {model_status(args.model)}; torch threads {args.threads}; "
-        f"{args.repeats} timed pass(es) per tool after a warm-up, "
-        f"median used; fer ran first (its own venv), then ferkit, never concurrently; "
-        f"load average (1/5/15 min) at the end {load_average()}."
+        f"{versions}torch {torch.__version__}, onnxruntime {onnxruntime.__version__}; "
+        f"{n} faces ({args.data} {args.split}/); models {models}; torch threads {args.threads}, "
+        f"onnxruntime intra-op threads {args.onnx_threads or 'default'}; "
+        f"{args.repeats} interleaved round(s): "
+        f"one fer worker call (every mode, one timed pass after its warm-up) and one pass per ferkit model "
+        f"per round, rotating order, never concurrently; median pass used; load average (1/5/15 min) "
+        f"{load_before} before, after each round: {' | '.join(round_loads)}."
     )
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
-        "--model", type=Path, default=None, help="run dir, .pt or .onnx (default: ferkit's shipped model)"
-    )
+        "--model", nargs="+", default=None,
+        help="MODEL[@none|@flip] ...: default / fast (shipped) or run dir / .pt / .onnx "
+        "(default: the shipped default, and fast if it is shipped)",
+    )  # fmt: skip
     p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="FER2013 folder-release archive")
     p.add_argument("--split", default="test", help="split to score (default test = PublicTest)")
     p.add_argument("--fer-venv", type=Path, default=ROOT / ".venv-fer", help="venv made by peer_fer_setup.sh")
     p.add_argument("--fer-modes", nargs="+", choices=FER_MODES, default=list(FER_MODES))
     p.add_argument("--batch", type=int, default=256, help="ferkit faces per network batch")
     p.add_argument("--fer-batch", type=int, default=256, help="faces per call of fer's Keras model")
-    p.add_argument("--repeats", type=int, default=3, help="timed passes over all faces per tool")
-    p.add_argument("--threads", type=int, default=2, help="torch threads for ferkit")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved rounds (one timed pass per tool each)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads for ferkit (run dirs, .pt)")
+    p.add_argument(
+        "--onnx-threads", type=int, default=None, help="onnxruntime intra-op threads (default: ferkit's)"
+    )
     p.add_argument(
         "--tta", choices=("none", "flip"), default=None,
-        help="ferkit TTA (default: the Recognizer's, flip for the shipped model, none for --model)",
+        help="ferkit TTA for models without @tta (default: the Recognizer's, flip for the shipped default)",
     )  # fmt: skip
     p.add_argument("--limit", type=int, default=None, help="only N faces, evenly spaced over the split")
     p.add_argument("--out", type=Path, default=ROOT / "runs" / "peer_fer", help="predictions and summary")
-    p.add_argument("--smoke", action="store_true", help="128 faces, 1 pass: checks that it works")
+    p.add_argument("--smoke", action="store_true", help="128 faces, 1 round: checks that it works")
     args = p.parse_args(argv)
     if args.smoke:
         args.limit, args.repeats = args.limit or 128, 1
+    if args.model is None:
+        from ferkit.inference.recognizer import ASSETS
+
+        args.model = ["default"] + (["fast"] if (ASSETS / "fast_model.onnx").is_file() else [])
     return args
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    print(f"load average (1/5/15 min) before: {load_average()}")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    load_before = load_average()
+    print(f"load average (1/5/15 min) before: {load_before}", flush=True)
     ds = load_faces(args.data, args.split, args.limit)
     images = np.ascontiguousarray(ds.images)
     args.out.mkdir(parents=True, exist_ok=True)
     np.savez(args.out / "faces.npz", faces=images[..., 0])
-    fer = run_fer(args, args.out / "faces.npz")
+    models = [load_ferkit(spec, args) for spec in args.model]
+    for m in models:
+        m.rec.probabilities(images[:32], args.batch)  # warm-up
+    passes: list[dict] = []
+    turns = {"fer": lambda: passes.append(run_fer(args, args.out / "faces.npz"))}
+    turns |= {f"ferkit {m.label}": (lambda m=m: ferkit_pass(m, images, args.batch)) for m in models}
+    round_loads: list[str] = []
+    for r in range(args.repeats):  # one round at a time, so the load after each round is recorded
+        order = {k: turns[k] for k in list(turns)[r % len(turns) :] + list(turns)[: r % len(turns)]}
+        interleaved(order, 1, warmup=0, verbose=False)
+        round_loads.append(load_average())
+        print(
+            f"round {r + 1}/{args.repeats} ({', '.join(order)}): load average {round_loads[-1]}", flush=True
+        )
+    fer = merge_fer(passes)
     if "error" in fer:
         print(f"fer could not run: {fer['error']}", file=sys.stderr)
-    rows = [*fer_rows(fer, ds, args.out), ferkit_row(run_ferkit(args, images), ds, args, args.out)]
-    report = f"{header(args, len(ds), fer)}\n\n{table(rows)}\n\n" + "\n".join(ratios(rows)) + "\n"
+    rows = [*fer_rows(fer, ds, args.out)]
+    rows += [ferkit_row(m, ds, args, args.out, first=i == 0) for i, m in enumerate(models)]
+    report = (
+        f"{header(args, len(ds), fer, load_before, round_loads)}\n\n{table(rows)}\n\n"
+        + "\n".join(ratios(rows))
+        + "\n"
+    )
     print(report)
     (args.out / "summary.md").write_text(report)
     (args.out / "summary.json").write_text(json.dumps(rows, indent=2))
