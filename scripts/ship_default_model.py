@@ -196,6 +196,7 @@ Confusion matrix (flip TTA; rows = true, columns = predicted):
 ## Real photos (cross-dataset) and the candidates tried
 
 {wild_section(args.wild, args.wild_row or args.name)}
+{args.notes.read_text() if args.notes else ""}
 ## Intended use and limitations
 
 - Recognises the seven FER2013 categories on a **single, roughly frontal face**; on whole photos
@@ -227,6 +228,9 @@ def main() -> None:
     ap.add_argument("--split", default="test")
     ap.add_argument("--wild", type=Path, default=None, help="benchmarks/cross_dataset.py --json output")
     ap.add_argument("--wild-row", default=None, help="the shipped model's row in --wild (default: --name)")
+    ap.add_argument(
+        "--notes", type=Path, default=None, help="markdown: what was tried (measured), for the card"
+    )
     ap.add_argument("--trained-on", default="a 2-core CPU without GPU", help="hardware, for the card")
     ap.add_argument("--assets", type=Path, default=ASSETS, help="where to write (default: the package)")
     ap.add_argument("--max-mb", type=float, default=25.0, help="size budget of this model's files")
