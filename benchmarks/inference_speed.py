@@ -55,7 +55,7 @@ from ferkit.models.preprocess import Preprocessing, prepare
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "fer2013-dev.tar.gz"
 SPIN = "session.intra_op.allow_spinning"
-# name → (intra-op threads, spinning); None = onnxruntime's default (ferkit's setting)
+# name → (intra-op threads, spinning); None = onnxruntime's default (spinning on)
 SETTINGS = {
     "default": (None, None),
     "1 thread": (1, True),
