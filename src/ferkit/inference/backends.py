@@ -90,10 +90,10 @@ class OnnxBackend:
     def from_file(cls, path: str | os.PathLike, threads: int | None = None) -> OnnxBackend:
         """Open an exported model; ``threads`` = onnxruntime intra-op threads (None: one per core).
 
-        Worker threads do not spin while waiting (onnxruntime spins by default): with spinning off,
-        2 threads ran at 1.09-2.36x the default in 11 of 12 cells (files x batch 1/256 x three runs
-        at load 3.4-16) of benchmarks/inference_speed.py and never below 0.97x; spinning threads
-        burn the time slices the computing ones need whenever anything else uses the cores.
+        onnxruntime's own session settings (one thread per core, idle threads spin) are kept: on a
+        near-idle machine they were the fastest or within 1 % at batch 1 and 256, and turning
+        spinning off cost up to 29 % at batch 1 (benchmarks/inference_speed.py); under heavy load
+        spinning off or ``threads=1`` won instead (README, "Speed").
         """
         import onnxruntime as ort
 
@@ -103,7 +103,6 @@ class OnnxBackend:
         if threads is not None and threads < 1:
             raise FerkitError(f"threads must be >= 1, not {threads}")
         options = ort.SessionOptions()
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         if threads:
             options.intra_op_num_threads = threads
         try:
