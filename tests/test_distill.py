@@ -111,3 +111,9 @@ def test_blur_matches_opencv_and_noise_and_gamma_are_off_by_default():
     assert torch.equal(sensor_noise(x, AugmentSpec(noise_p=0.0), torch.Generator().manual_seed(0)), x)
     noisy = sensor_noise(x, AugmentSpec(noise_p=1.0, noise_std=0.05), torch.Generator().manual_seed(0))
     assert 0.02 < (noisy - x).std().item() < 0.06
+
+
+def test_a_missing_teacher_is_a_clear_error(faces, tmp_path):
+    cfg = load_config(None, [f"data.path={faces}", f"train.distill={{teacher: {tmp_path / 'nope.onnx'}}}"])
+    with pytest.raises(FerkitError, match=r"teacher .*nope\.onnx: no such model"):
+        with_soft_labels(cfg)

@@ -31,6 +31,21 @@ SHIPPED_TTA = {"default": "flip", "fast": "none"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif")
 
 
+def shipped_model_file(name: str) -> resources.abc.Traversable:
+    """The package file of a shipped model: ``{name}_model.onnx`` (runs without torch), else
+    ``{name}_model.pt`` (torch). Nothing is downloaded; a missing file is a FerkitError."""
+    if name not in SHIPPED_TTA:
+        raise FerkitError(f"unknown shipped model {name!r}; choose one of {sorted(SHIPPED_TTA)}")
+    for suffix in (".onnx", ".pt"):
+        asset = ASSETS / f"{name}_model{suffix}"
+        if asset.is_file():
+            return asset
+    raise FerkitError(
+        f"no {name!r} model is shipped in this installation; use Recognizer.from_run(RUN_DIR) "
+        "or Recognizer.from_onnx(FILE) (CLI: --model RUN_DIR|FILE.onnx)"
+    )
+
+
 @dataclass
 class FacePrediction:
     """One classified face: ``box`` (x, y, w, h) in the original image, ``score`` the label's probability."""
@@ -263,19 +278,10 @@ class Recognizer:
         ``{name}_model.pt`` (a checkpoint holding a model bundle: torch backend on the CPU).
         Nothing is ever downloaded; an installation without the file raises a FerkitError.
         """
-        if name not in SHIPPED_TTA:
-            raise FerkitError(f"unknown shipped model {name!r}; choose one of {sorted(SHIPPED_TTA)}")
-        for suffix in (".onnx", ".pt"):
-            asset = ASSETS / f"{name}_model{suffix}"
-            if asset.is_file():
-                with resources.as_file(asset) as path:
-                    rec = cls.from_path(path, detector, "cpu", yunet_model, threads)
-                rec.tta = SHIPPED_TTA[name] if tta is None else tta
-                return rec
-        raise FerkitError(
-            f"no {name!r} model is shipped in this installation; use Recognizer.from_run(RUN_DIR) "
-            "or Recognizer.from_onnx(FILE) (CLI: --model RUN_DIR|FILE.onnx)"
-        )
+        with resources.as_file(shipped_model_file(name)) as path:
+            rec = cls.from_path(path, detector, "cpu", yunet_model, threads)
+        rec.tta = SHIPPED_TTA[name] if tta is None else tta
+        return rec
 
     @classmethod
     def load(

@@ -10,21 +10,22 @@ from tqdm.auto import tqdm
 
 from ferkit.data.dataset import FaceDataset, cache_root
 from ferkit.data.soft_labels import SoftLabels, dataset_key
-from ferkit.inference.recognizer import ASSETS, SHIPPED_TTA, Recognizer
+from ferkit.errors import FerkitError
+from ferkit.inference.recognizer import SHIPPED_TTA, Recognizer, shipped_model_file
 
 
 def model_fingerprint(model: str) -> str:
     """A hash of a model's files (shipped name, file or run directory without its resume state)."""
-    path = Path(model)
     if model in SHIPPED_TTA:
-        path = next(Path(str(ASSETS / f"{model}_model{s}")) for s in (".onnx", ".pt")
-                    if (ASSETS / f"{model}_model{s}").is_file())  # fmt: skip
-    files = (
-        sorted(p for p in path.rglob("*") if p.is_file() and p.name != "last.pt") if path.is_dir() else [path]
-    )
+        return hashlib.sha256(shipped_model_file(model).read_bytes()).hexdigest()[:24]
+    path = Path(model)
+    if not path.exists():
+        raise FerkitError(f"teacher {model}: no such model (a shipped name, run directory or model file)")
+    if path.is_file():
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:24]
     h = hashlib.sha256()
-    for f in files:
-        h.update(f.relative_to(path).as_posix().encode() if path.is_dir() else b"")
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and p.name != "last.pt"):
+        h.update(f.relative_to(path).as_posix().encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:24]
 
