@@ -25,9 +25,7 @@ from machine_info import load_average, machine  # benchmarks/ is on sys.path whe
 from sklearn.metrics import f1_score
 
 from ferkit.data import load_dataset, wild_halves
-from ferkit.data.decode import decode_full
-from ferkit.data.sources import Source
-from ferkit.inference.detect import as_hwc
+from ferkit.evaluation.evaluate import full_resolution_images
 from ferkit.inference.recognizer import SHIPPED_TTA, Recognizer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,14 +40,12 @@ def fer_public(path: Path) -> tuple[list[np.ndarray], list[str], int]:
 def wild_val(path: Path, rec: Recognizer) -> tuple[list[np.ndarray | None], list[str], int]:
     """Detector crops of the wild validation half (None where no face was found)."""
     val = wild_halves(load_dataset(path)).split("val")
-    label = dict(zip(val.sources.tolist(), (val.class_names[i] for i in val.labels), strict=True))
-    crops, labels = [], []
-    for rel, data in Source(path).read(list(label)):
-        image = as_hwc(decode_full(data, "auto").pixels, rel)
-        dets = rec.detector.detect(image)
-        crops.append(rec.detector.crops(image, dets[:1])[0] if dets else None)
-        labels.append(label[rel])
-    return crops, labels, sum(c is None for c in crops)
+    crops: list[np.ndarray | None] = [None] * len(val)
+    for index, images in full_resolution_images(val):
+        for i, image in zip(index, images, strict=True):
+            dets = rec.detector.detect(image)
+            crops[i] = rec.detector.crops(image, dets[:1])[0] if dets else None
+    return crops, [val.class_names[k] for k in val.labels], sum(c is None for c in crops)
 
 
 def probabilities(rec: Recognizer, crops: list, names: list[str]) -> np.ndarray:

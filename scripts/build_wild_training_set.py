@@ -24,29 +24,28 @@ import cv2
 import numpy as np
 
 from ferkit.data import load_dataset, wild_halves
-from ferkit.data.decode import decode_full
 from ferkit.data.sources import Source
-from ferkit.inference.detect import as_hwc, make_detector
+from ferkit.evaluation.evaluate import full_resolution_images
+from ferkit.inference.detect import make_detector
 
 
 def photo_crops(photos: str, margin: float, size: int, yunet: str | None) -> list[tuple[str, bytes]]:
     """(archive name, JPEG bytes) of the largest face in every photo of the training half."""
-    halves = wild_halves(load_dataset(photos))
-    train = halves.split("train")
-    wanted = dict(zip(train.sources.tolist(), (train.class_names[i] for i in train.labels), strict=True))
+    train = wild_halves(load_dataset(photos)).split("train")
     detector = make_detector("yunet", model_path=yunet, margin=margin)
     out, missed = [], 0
-    for rel, data in Source(photos).read(list(wanted)):
-        image = as_hwc(decode_full(data, "auto").pixels, rel)
-        dets = detector.detect(image)
-        if not dets:
-            missed += 1
-            continue
-        crop = detector.crops(image, dets[:1])[0]
-        gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if crop.shape[2] == 3 else crop[..., 0]
-        small = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
-        _, jpg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 95])
-        out.append((f"train/{wanted[rel]}/photo_{Path(rel).stem}.jpg", jpg.tobytes()))
+    for index, images in full_resolution_images(train):
+        for i, image in zip(index, images, strict=True):
+            dets = detector.detect(image)
+            if not dets:
+                missed += 1
+                continue
+            crop = detector.crops(image, dets[:1])[0]
+            gray = cv2.cvtColor(crop, cv2.COLOR_RGB2GRAY) if crop.shape[2] == 3 else crop[..., 0]
+            small = cv2.resize(gray, (size, size), interpolation=cv2.INTER_AREA)
+            _, jpg = cv2.imencode(".jpg", small, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            name = f"train/{train.class_names[train.labels[i]]}/photo_{Path(train.sources[i]).stem}.jpg"
+            out.append((name, jpg.tobytes()))
     print(f"{photos}: {len(out)} training-half photos cropped, {missed} without a face (left out)")
     return out
 

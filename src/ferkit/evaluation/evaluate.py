@@ -156,7 +156,7 @@ def detect_and_classify(model: Model, ds: FaceDataset, tta: str) -> tuple[np.nda
     rec = model.members[0]
     probs = np.zeros((len(ds), len(model.class_names)), np.float32)
     found = np.zeros(len(ds), dtype=bool)
-    for index, images in _full_images(ds):
+    for index, images in full_resolution_images(ds):
         detections = rec.detector.detect_many(images)
         crops, where = [], []
         for i, image, dets in zip(index, images, detections, strict=True):
@@ -169,7 +169,7 @@ def detect_and_classify(model: Model, ds: FaceDataset, tta: str) -> tuple[np.nda
     return probs, found
 
 
-def _full_images(ds: FaceDataset) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+def full_resolution_images(ds: FaceDataset) -> Iterator[tuple[list[int], list[np.ndarray]]]:
     """(item indices, images) chunks decoded at full resolution, in the source's streaming order."""
     if ds.layout == "csv":
         for start in range(0, len(ds), DETECT_CHUNK):
