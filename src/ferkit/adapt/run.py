@@ -65,6 +65,7 @@ class FoldScore:
     macro_f1: float
     accuracy_no_tta: float
     zero_shot_accuracy: float | None
+    zero_shot_macro_f1: float | None
     choices: list[dict] = field(default_factory=list)
 
 
@@ -97,6 +98,7 @@ class Validation:
             "macro_f1_mean": self._stat("macro_f1")[0],
             "accuracy_no_tta_mean": self._stat("accuracy_no_tta")[0],
             "zero_shot_accuracy_mean": zero, "zero_shot_accuracy_sd": zero_sd,
+            "zero_shot_macro_f1_mean": self._stat("zero_shot_macro_f1")[0],
             "below_zero_shot": bool(acc < zero) if zero == zero else False,
             "no_face": self.no_face, "group_by": self.group_by, "groups": self.groups,
             "class_names": self.class_names, "confusion": self.confusion, "seconds": round(self.seconds, 1),
@@ -207,6 +209,11 @@ def _score(adapter: Adapter, probs: np.ndarray, probs1: np.ndarray, test: np.nda
         macro_f1=float(f1_score(y, pred, labels=list(names), average="macro", zero_division=0)),
         accuracy_no_tta=float((np.where(found, probs1.argmax(1), -1) == y).mean()),
         zero_shot_accuracy=None if zero is None else float((np.where(found, zero, -1) == y).mean()),
+        zero_shot_macro_f1=None
+        if zero is None
+        else float(
+            f1_score(y, np.where(found, zero, -1), labels=list(names), average="macro", zero_division=0)
+        ),
         choices=[asdict(c) for c in choices],
     )
 
