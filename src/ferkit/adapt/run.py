@@ -65,7 +65,7 @@ class FoldScore:
     macro_f1: float
     accuracy_no_tta: float
     zero_shot_accuracy: float | None
-    zero_shot_macro_f1: float | None
+    zero_shot_macro_f1: float | None = None
     choices: list[dict] = field(default_factory=list)
 
 
