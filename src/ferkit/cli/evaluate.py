@@ -73,6 +73,12 @@ def evaluate(
     if not specs:
         raise FerkitError("give a MODEL: default, fast, a run directory, .pt or .onnx (several: an ensemble)")
     if not data:
+        from ferkit.adapt.run import read_validation
+
+        lines = read_validation(specs[0]) if len(specs) == 1 and Path(specs[0]).is_dir() else None
+        if lines:  # an adapted model: how it was validated
+            typer.echo("\n".join([f"{specs[0]}: adapted with `ferkit adapt`", *lines]))
+            return
         raise FerkitError("give --data DATASET (folder, CSV or archive; repeat it for a cross-dataset table)")
     if tta is not None:
         _check_tta(tta)
