@@ -109,7 +109,7 @@ class OnnxBackend:
         onnxruntime's own session settings (one thread per core, idle threads spin) are kept: on a
         near-idle machine they were the fastest or within 1 % at batch 1 and 256, and turning
         spinning off cost up to 29 % at batch 1 (benchmarks/inference_speed.py); under heavy load
-        spinning off or ``threads=1`` won instead (README, "Speed").
+        spinning off or ``threads=1`` won instead (docs/benchmarks.md, "Speed (CPU)").
         """
         import onnxruntime as ort
 
