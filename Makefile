@@ -5,7 +5,7 @@ LIGHT := $(VENV)/.installed-light
 FULL := $(VENV)/.installed-dev
 SERVE := $(VENV)/.installed-serve
 
-.PHONY: demo serve test test-slow lint setup
+.PHONY: demo serve test test-slow lint setup docs
 
 setup: $(FULL)
 
@@ -43,3 +43,7 @@ test-slow: $(FULL)
 lint: $(FULL)
 	$(VENV)/bin/ruff check src tests benchmarks scripts
 	$(VENV)/bin/ruff format --check src tests benchmarks scripts
+
+# the documentation site (MkDocs + Material + mkdocstrings, in the dev extra), strict: warnings fail
+docs: $(FULL)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --site-dir site

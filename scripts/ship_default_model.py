@@ -175,6 +175,9 @@ PublicTest number below is on the split used for selection, and is therefore opt
         + ", ".join(f"{k} {v:.4f}" for k, v in acc.items())
         + f""") and {pt_text}.
 `Recognizer.default("{args.name}")` and the CLI apply {tta} TTA to this model; `--tta none|flip` overrides it.
+Outputs: `probabilities` and `embeddings` (the penultimate features, `Recognizer.embeddings`); the
+members' specs in the metadata let `ferkit adapt` and `model.pretrained: ferkit:{args.name}` rebuild
+the torch weights from this file (`ferkit.models.onnx_weights`).
 
 ## Metrics on FER2013 PublicTest (n = {m0["n"]}), the shipped ONNX file
 

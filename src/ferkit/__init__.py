@@ -5,7 +5,18 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+from importlib import metadata
+
+
+def _version() -> str:
+    """The installed distribution's version: pyproject.toml is its one source."""
+    try:
+        return metadata.version("ferkit")
+    except metadata.PackageNotFoundError:  # a source tree on sys.path, never installed
+        return "0+unknown"
+
+
+__version__ = _version()
 __all__ = ["Recognizer"]
 
 

@@ -62,6 +62,10 @@ def evaluate(
     class_map: Annotated[
         str | None, typer.Option("--class-map", help="Dataset class → model class: old=new,old2=new2.")
     ] = None,
+    robustness: Annotated[
+        bool,
+        typer.Option("--robustness", help="Also score controlled shifts (framing, blur...): robustness.csv."),
+    ] = False,
 ) -> None:
     """Score any model on any labelled dataset: metrics, predictions, plots, Grad-CAM and report.html."""
     require_train("ferkit evaluate")
@@ -73,6 +77,12 @@ def evaluate(
     if not specs:
         raise FerkitError("give a MODEL: default, fast, a run directory, .pt or .onnx (several: an ensemble)")
     if not data:
+        from ferkit.adapt.run import read_validation
+
+        lines = read_validation(specs[0]) if len(specs) == 1 and Path(specs[0]).is_dir() else None
+        if lines:  # an adapted model: how it was validated
+            typer.echo("\n".join([f"{specs[0]}: adapted with `ferkit adapt`", *lines]))
+            return
         raise FerkitError("give --data DATASET (folder, CSV or archive; repeat it for a cross-dataset table)")
     if tta is not None:
         _check_tta(tta)
@@ -81,7 +91,7 @@ def evaluate(
         out = (first / f"eval-{split or 'auto'}-{tta or 'auto'}" if first.is_dir()
                else Path(f"eval-{first.stem}"))  # fmt: skip
     m = run_eval(specs, data, out, split, tta, gradcam, _check_detector(detector),  # type: ignore[arg-type]
-                 parse_class_map(class_map), yunet_model)  # fmt: skip
+                 parse_class_map(class_map), yunet_model, robustness)  # fmt: skip
     for row in m.get("datasets", [m]):
         for note in row["notes"]:
             typer.echo(f"note ({row['data']}): {note}")
@@ -96,6 +106,9 @@ def evaluate(
         f"macro-F1 {m['macro']['f1']:.4f}  "
         f"weighted-F1 {m['weighted']['f1']:.4f}  ECE {m['ece']:.4f}\nreport: {out / 'report.html'}"
     )
+    if "robustness" in m:
+        r = m["robustness"]
+        typer.echo(f"robustness: mean {r['mean']:.4f} (clean {r['clean']:.4f}): {out / 'robustness.csv'}")
 
 
 def explain(

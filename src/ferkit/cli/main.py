@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from ferkit.cli import data, demo, evaluate, export, predict, serve, train, video
+from ferkit.cli import adapt, data, demo, evaluate, export, predict, serve, train, video
 from ferkit.errors import FerkitError, NothingReadError
 
 EXIT_NOTHING_READ, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
@@ -29,6 +29,7 @@ app = typer.Typer(
 app.add_typer(data.app, name="data")
 app.command("demo")(demo.demo)
 app.command("train")(train.train)
+app.command("adapt")(adapt.adapt)
 app.command("predict")(predict.predict)
 app.command("video")(video.video)
 app.command("export")(export.export)

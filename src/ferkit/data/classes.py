@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ferkit.errors import FerkitError
+
+if TYPE_CHECKING:
+    from ferkit.data.dataset import FaceDataset
 
 # canonical name → the spellings expression datasets use for it
 SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -90,3 +96,34 @@ def match_classes(
         absent=[m for i, m in enumerate(model) if i not in present],
         renamed={d: model[t] for d, t in zip(dataset, to_model, strict=True) if t >= 0 and d != model[t]},
     )
+
+
+def read_class_map(spec: str | None) -> dict[str, str]:
+    """``--class-map``: a file of ``old=new`` lines (or ``old,new`` CSV rows), or the inline form."""
+    if not spec:
+        return {}
+    path = Path(os.path.expanduser(spec))
+    if not path.is_file():
+        return parse_class_map(spec)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FerkitError(f"--class-map {path}: cannot read it ({exc})") from None
+    lines = [ln.split("#")[0].strip() for ln in text.splitlines()]
+    items = [ln if "=" in ln else ln.replace(",", "=", 1) for ln in lines if ln]
+    return parse_class_map(",".join(items))
+
+
+def select_classes(ds: FaceDataset, keep: Sequence[str] | None, class_map: dict[str, str]) -> FaceDataset:
+    """The items of classes ``keep`` (all when None), renamed by ``class_map`` (several old names
+    onto one new name merge those classes); class order: first appearance after renaming."""
+    names = list(ds.class_names)
+    unknown = [c for c in list(keep or []) + list(class_map) if c not in names]
+    if unknown:
+        raise FerkitError(f"unknown class {unknown[0]!r}: the dataset's classes are {names}")
+    kept = [c for c in names if keep is None or c in keep]
+    target = list(dict.fromkeys(class_map.get(c, c) for c in kept))
+    new_label = np.array([target.index(class_map.get(c, c)) if c in kept else -1 for c in names])
+    mask = new_label[ds.labels] >= 0
+    sub = ds.subset(mask)
+    return replace(sub, labels=new_label[sub.labels], class_names=tuple(target))

@@ -25,7 +25,7 @@ from ferkit.data.decode import decode_full
 from ferkit.data.sources import Source
 from ferkit.data.spec import DataSpec, run_data_spec
 from ferkit.errors import FerkitError
-from ferkit.evaluation import plots
+from ferkit.evaluation import plots, robustness
 from ferkit.evaluation.metrics import NO_FACE, compute_metrics, reliability_bins, text_report
 from ferkit.evaluation.report import (
     image_html,
@@ -233,6 +233,7 @@ def evaluate(
     models: Sequence[str | os.PathLike], data: str | Sequence[str], out: str | os.PathLike,
     split: str | None = None, tta: TTA | None = None, gradcam_per_class: int = 3, detector: str = "none",
     class_map: dict[str, str] | None = None, yunet_model: str | os.PathLike | None = None,
+    robustness: bool = False,
 ) -> dict:  # fmt: skip
     """Evaluate a model (or the mean of several) on one dataset, or on several (cross-dataset).
 
@@ -246,6 +247,7 @@ def evaluate(
         detector: ``none`` for face crops, ``yunet``/``haar`` to find the face in whole photos
             first (images without a face count as misses).
         class_map: dataset class → model class, before the built-in synonyms.
+        robustness: also score every shift of `ferkit.evaluation.corruptions` (robustness.csv).
 
     Returns:
         metrics.json's content (one dataset), or ``{"datasets": [...]}`` (several).
@@ -256,13 +258,15 @@ def evaluate(
     out = Path(out)
     if len(sources) == 1:
         return _evaluate_one(
-            model, str(sources[0]), out, split, used_tta, gradcam_per_class, detector, class_map
+            model, str(sources[0]), out, split, used_tta, gradcam_per_class, detector, class_map, robustness
         )
     rows = []
     taken: set[str] = set()
     for src in sources:
         sub = out / _slug(src, taken)
-        m = _evaluate_one(model, str(src), sub, split, used_tta, gradcam_per_class, detector, class_map)
+        m = _evaluate_one(
+            model, str(src), sub, split, used_tta, gradcam_per_class, detector, class_map, robustness
+        )
         rows.append(m | {"report": str(sub / "report.html")})
     write_cross_dataset(out, model, rows)
     return {"datasets": rows}
@@ -279,7 +283,7 @@ def _slug(source: str | os.PathLike, taken: set[str]) -> str:
 
 def _evaluate_one(
     model: Model, data: str, out: Path, split: str | None, tta: str, per_class: int, detector: str,
-    class_map: dict[str, str] | None,
+    class_map: dict[str, str] | None, robust: bool = False,
 ) -> dict:  # fmt: skip
     s = score(model, data, split, tta, detector, class_map)
     names = model.class_names
@@ -295,6 +299,11 @@ def _evaluate_one(
             f"detector {detector}: {metrics.get('no_face', 0)} of {metrics['n']} images without a face, "
             "counted as misses"
         )
+    if robust:
+        metrics["robustness"] = robustness.evaluate_robustness(
+            Path(data).name, s.ds, s.labels, lambda crops: model.probabilities(crops, tta),
+            model.members[0].detector if detector != "none" else None, out,
+        ).to_dict()  # fmt: skip
     atomic_write_text(out / "metrics.json", json.dumps(metrics, indent=2))
     atomic_write_text(out / "classification_report.txt",
                       text_report(s.probs, s.labels, names, s.match.present, s.found))  # fmt: skip

@@ -23,7 +23,9 @@ import torch
 from ferkit.errors import FerkitError
 from ferkit.export.quantize import quantize_static_int8
 from ferkit.inference.backends import (
+    EMBEDDINGS,
     META_CLASSES,
+    META_MEMBERS,
     META_PREPROCESSING,
     ModelPaths,
     OnnxBackend,
@@ -31,6 +33,7 @@ from ferkit.inference.backends import (
     as_paths,
 )
 from ferkit.models.preprocess import Preprocessing, prepare
+from ferkit.models.spec import ModelSpec
 
 DEFAULT_OPSET = 18  # the lowest opset the torch.export-based exporter emits
 CALIBRATION_IMAGES = 512  # int8: faces from the training split that set the activation ranges
@@ -81,8 +84,20 @@ def sample_images(pp: Preprocessing, n: int = 64, seed: int = 0) -> np.ndarray:
     return np.concatenate([prepare(faces[..., None], pp), prepare(noise, pp)])
 
 
+class _WithEmbeddings(torch.nn.Module):
+    """What an exported file computes: (softmax probabilities, penultimate features)."""
+
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, features = self.model.forward_with_features(x)
+        return logits.softmax(dim=1), features
+
+
 def _export_graph(model: torch.nn.Module, pp: Preprocessing, path: Path, opset: int) -> None:
-    """Model + softmax → ONNX with a dynamic batch axis.
+    """Model + softmax → ONNX with a dynamic batch axis; outputs ``probabilities`` and ``embeddings``.
 
     Exporter choice: the torch.export-based exporter (``dynamo=True``, needs onnxscript). It
     specialises the static input size, so timm's TF-style "same" padding (tf_efficientnet_*) becomes
@@ -91,14 +106,14 @@ def _export_graph(model: torch.nn.Module, pp: Preprocessing, path: Path, opset: 
     padding as ~200 Shape/Gather/Ceil/Pad ops evaluated on every run, which dynamic quantization
     cannot handle either. Both gave equal probabilities (max diff < 1e-6) on the models tested here.
     """
-    net = torch.nn.Sequential(model, torch.nn.Softmax(dim=1)).eval()
+    net = _WithEmbeddings(model).eval()
     example = torch.zeros(2, pp.in_chans, pp.input_size, pp.input_size)  # batch 2: 1 would be specialised
     try:
         program = torch.onnx.export(
             net,
             (example,),
             input_names=["input"],
-            output_names=["probabilities"],
+            output_names=["probabilities", EMBEDDINGS],
             dynamic_shapes=({0: torch.export.Dim("batch")},),
             opset_version=opset,
             dynamo=True,
@@ -114,14 +129,74 @@ def _export_graph(model: torch.nn.Module, pp: Preprocessing, path: Path, opset: 
     onnx.save(program.model_proto, str(path))
 
 
-def _add_metadata(path: Path, class_names: list[str], pp: Preprocessing) -> None:
+def _add_metadata(path: Path, class_names: list[str], pp: Preprocessing, specs: list[ModelSpec]) -> None:
+    """Class names, preprocessing and the members' specs (what `bundle_from_onnx` rebuilds from)."""
     model = onnx.load(str(path))
-    keep = [p for p in model.metadata_props if p.key not in (META_CLASSES, META_PREPROCESSING)]
+    ours = (META_CLASSES, META_PREPROCESSING, META_MEMBERS)
+    keep = [p for p in model.metadata_props if p.key not in ours]
     del model.metadata_props[:]
     model.metadata_props.extend(keep)
-    for key, value in ((META_CLASSES, class_names), (META_PREPROCESSING, pp.to_dict())):
+    members = [s.model_dump(mode="json") for s in specs]
+    for key, value in zip(ours, (class_names, pp.to_dict(), members), strict=True):
         model.metadata_props.add(key=key, value=json.dumps(value))
     onnx.save(model, str(path))
+
+
+def member_specs(run: ModelPaths) -> list[ModelSpec]:
+    """The ModelSpec of every single model in ``run`` (an ensemble's members in order)."""
+    from ferkit.models.factory import read_bundle
+
+    def flat(bundle) -> list[ModelSpec]:
+        return [s for m in bundle.members for s in flat(m)] if bundle.members else [bundle.spec]
+
+    return [s for p in as_paths(run) for s in flat(read_bundle(p))]
+
+
+def add_embeddings_output(model: onnx.ModelProto) -> None:
+    """Give a file exported before embeddings existed its ``embeddings`` output, in place.
+
+    The features are the input of each member's classifier: the first Gemm whose weight is a
+    ``…head.N.weight`` initialiser (or a ProbeHead's ``head.base.weight``), one per member in graph
+    order, concatenated along axis 1 as `Ensemble.forward_with_features` does.
+    """
+    graph = model.graph
+    if any(o.name == EMBEDDINGS for o in graph.output):
+        return
+    taken: dict[str, str] = {}
+    for node in graph.node:
+        if node.op_type != "Gemm" or ".head." not in node.input[1]:
+            continue
+        member = node.input[1].split(".head.")[0]
+        taken.setdefault(member, node.input[0])
+    if not taken:
+        raise FerkitError("no classifier head (Gemm on a …head.N.weight) found in the ONNX graph")
+    feats = list(taken.values())
+    if len(feats) == 1:
+        graph.node.append(onnx.helper.make_node("Identity", feats, [EMBEDDINGS]))
+    else:
+        graph.node.append(onnx.helper.make_node("Concat", feats, [EMBEDDINGS], axis=1))
+    graph.output.append(
+        onnx.helper.make_tensor_value_info(EMBEDDINGS, onnx.TensorProto.FLOAT, ["batch", None])
+    )
+    onnx.checker.check_model(model)
+
+
+def upgrade_onnx(path: str | os.PathLike, specs: list[ModelSpec], out: str | os.PathLike) -> None:
+    """An older ferkit ONNX file with the embeddings output and member specs added (atomically);
+    its probabilities are checked to be exactly those of the original."""
+    path, out = Path(path), Path(out)
+    before = OnnxBackend.from_file(path)
+    x = sample_images(before.preprocessing, 16)
+    model = onnx.load(str(path))
+    add_embeddings_output(model)
+    with tempfile.TemporaryDirectory(prefix=f".{out.stem}.tmp", dir=out.parent) as tmp:
+        tmp_file = Path(tmp) / "upgraded.onnx"
+        onnx.save(model, str(tmp_file))
+        _add_metadata(tmp_file, before.class_names, before.preprocessing, specs)
+        after = OnnxBackend.from_file(tmp_file)
+        if not np.array_equal(after.probabilities(x), before.probabilities(x)):
+            raise FerkitError(f"{path}: the upgraded graph changed the probabilities")
+        os.replace(tmp_file, out)
 
 
 def _store_fp16(src: Path, dst: Path) -> None:
@@ -236,14 +311,14 @@ def export_onnx(
     if out.suffix.lower() != ".onnx":
         raise FerkitError(f"{out}: the output file name must end in .onnx")
     torch_backend = TorchBackend.from_checkpoint(run)
-    names, pp = torch_backend.class_names, torch_backend.preprocessing
+    names, pp, specs = torch_backend.class_names, torch_backend.preprocessing, member_specs(run)
     x = sample_images(pp, samples)
     reference = torch_backend.probabilities(x)
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{out.stem}.tmp", dir=out.parent) as tmp:  # same disk: atomic
         fp32 = Path(tmp) / "fp32.onnx"
         _export_graph(torch_backend.model, pp, fp32, opset)
-        _add_metadata(fp32, names, pp)
+        _add_metadata(fp32, names, pp, specs)
         backends = {"torch": torch_backend, "onnx_fp32": OnnxBackend.from_file(fp32)}
         final = fp32
         if weights != "fp32":
@@ -252,7 +327,7 @@ def export_onnx(
                 _store_fp16(fp32, final)
             else:
                 quantize_static_int8(fp32, final, _calibration(data, pp, run))
-            _add_metadata(final, names, pp)
+            _add_metadata(final, names, pp, specs)
             backends[f"onnx_{weights}"] = OnnxBackend.from_file(final)
         diffs = {
             k: float(np.abs(b.probabilities(x) - reference).max())

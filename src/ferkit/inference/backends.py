@@ -1,7 +1,8 @@
 """Classifier backends: the same model as torch (from a run) or onnxruntime (from an exported .onnx).
 
-Both take a preprocessed float32 NCHW batch and return softmax probabilities, and both carry the
-class names and preprocessing saved with the model, so callers never pass them separately.
+Both take a preprocessed float32 NCHW batch and return softmax probabilities (and, with `outputs`,
+the penultimate features), and both carry the class names and preprocessing saved with the model,
+so callers never pass them separately.
 torch is imported only inside `TorchBackend`: the ONNX path runs without it.
 """
 
@@ -22,6 +23,8 @@ ModelPaths = str | os.PathLike | Sequence[str | os.PathLike]  # one model, or th
 
 META_CLASSES = "ferkit.class_names"
 META_PREPROCESSING = "ferkit.preprocessing"
+META_MEMBERS = "ferkit.members"  # the members' ModelSpecs, so torch weights can be rebuilt from the file
+EMBEDDINGS = "embeddings"  # the ONNX output holding the penultimate features
 
 
 def as_paths(paths: ModelPaths) -> list[str | os.PathLike]:
@@ -34,6 +37,10 @@ class Backend(Protocol):
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         """(N, C, S, S) float32 → (N, classes) softmax probabilities."""
+        ...
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(probabilities, (N, D) penultimate features; an ensemble's members side by side)."""
         ...
 
 
@@ -69,12 +76,20 @@ class TorchBackend:
         return cls(model, class_names, pp, device)
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
+        return self._run(batch, features=False)[0]
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self._run(batch, features=True)
+
+    def _run(self, batch: np.ndarray, features: bool) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
 
         with torch.inference_mode():
             x = torch.from_numpy(np.ascontiguousarray(batch, np.float32)).to(self.device)
-            logits = self.model(x.contiguous(memory_format=torch.channels_last))
-            return torch.softmax(logits.float(), dim=1).cpu().numpy()
+            x = x.contiguous(memory_format=torch.channels_last)
+            logits, emb = self.model.forward_with_features(x) if features else (self.model(x), None)
+            probs = torch.softmax(logits.float(), dim=1).cpu().numpy()
+            return probs, None if emb is None else emb.float().cpu().numpy()
 
 
 def onnx_session(path: Path, threads: int | None, unreadable: str):
@@ -100,6 +115,7 @@ class OnnxBackend:
     def __init__(self, session, class_names: list[str], preprocessing: Preprocessing):
         self.session = session
         self.input_name = session.get_inputs()[0].name
+        self.output_name = session.get_outputs()[0].name  # the probabilities
         self.class_names = list(class_names)
         self.preprocessing = preprocessing
 
@@ -110,7 +126,7 @@ class OnnxBackend:
         onnxruntime's own session settings (one thread per core, idle threads spin) are kept: on a
         near-idle machine they were the fastest or within 1 % at batch 1 and 256, and turning
         spinning off cost up to 29 % at batch 1 (benchmarks/inference_speed.py); under heavy load
-        spinning off or ``threads=1`` won instead (README, "Speed").
+        spinning off or ``threads=1`` won instead (docs/benchmarks.md, "Speed (CPU)").
         """
         path = Path(path)
         if not path.is_file():
@@ -127,4 +143,14 @@ class OnnxBackend:
 
     def probabilities(self, batch: np.ndarray) -> np.ndarray:
         feed = {self.input_name: np.ascontiguousarray(batch, np.float32)}
-        return self.session.run(None, feed)[0]
+        return self.session.run([self.output_name], feed)[0]
+
+    def outputs(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if EMBEDDINGS not in {o.name for o in self.session.get_outputs()}:
+            raise FerkitError(
+                "this ONNX model has no embeddings output (exported by an older ferkit); "
+                "export it again with `ferkit export RUN_DIR --onnx FILE`"
+            )
+        feed = {self.input_name: np.ascontiguousarray(batch, np.float32)}
+        probs, emb = self.session.run([self.output_name, EMBEDDINGS], feed)
+        return probs, emb

@@ -59,7 +59,11 @@ def square_crop(image: np.ndarray, box: Box, margin: float) -> np.ndarray:
     """
     x, y, w, h = box
     side = max(1, round(max(w, h) * (1 + margin)))
-    x0, y0 = round(x + w / 2 - side / 2), round(y + h / 2 - side / 2)
+    return window(image, round(x + w / 2 - side / 2), round(y + h / 2 - side / 2), side)
+
+
+def window(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """The ``side`` x ``side`` square of ``image`` at (x0, y0), border pixels replicated outside it."""
     height, width = image.shape[:2]
     crop = image[max(y0, 0) : max(min(y0 + side, height), 0), max(x0, 0) : max(min(x0 + side, width), 0)]
     if crop.size == 0:  # box entirely outside the image: nothing to replicate

@@ -363,6 +363,46 @@ class Recognizer:
             probs = (probs + self.backend.probabilities(batch[..., ::-1])) / 2
         return probs
 
+    def views(self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
+        """The network batch of every TTA view of ``crops`` (one view, or the crop and its mirror)."""
+        if len(crops) == 0:
+            pp = self.preprocessing
+            return [np.zeros((0, pp.in_chans, pp.input_size, pp.input_size), np.float32)]
+        batch = np.concatenate(
+            [self._batch(crops[i : i + batch_size], i) for i in range(0, len(crops), batch_size)]
+        )
+        return [batch, batch[..., ::-1]] if self.tta == "flip" else [batch]
+
+    def outputs(
+        self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(probabilities, embeddings) of each TTA view of N face crops (see `views`)."""
+        out = []
+        for view in self.views(crops, batch_size):
+            parts = [
+                self.backend.outputs(view[i : i + batch_size])
+                for i in range(0, max(len(view), 1), batch_size)
+            ]
+            out.append(tuple(np.concatenate([p[k] for p in parts]) for k in (0, 1)))
+        return out
+
+    def embeddings(self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """(N, D) penultimate features of N face crops (uint8 RGB or gray, any sizes).
+
+        The globally pooled backbone features the classifier head reads (an ensemble's members side
+        by side), averaged over the TTA views: for clustering, retrieval, or a linear probe (what
+        ``ferkit adapt --mode head`` fits). ONNX files exported before ferkit 0.2 lack them.
+
+        Args:
+            crops: face crops, as for `probabilities`.
+            batch_size: crops per network call.
+
+        Returns:
+            float32 array of shape (N, D); D = 1280 per EfficientNet-Lite member.
+        """
+        views = self.outputs(crops, batch_size)
+        return (sum(e for _, e in views) / len(views)).astype(np.float32)
+
     def predict_faces(
         self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64
     ) -> list[FacePrediction]:

@@ -27,8 +27,14 @@ class Ensemble(nn.Module):
         self.members = nn.ModuleList(members)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        log_probs = torch.stack([m(x).log_softmax(dim=1) for m in self.members])
-        return torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+        return self.forward_with_features(x)[0]
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(log mean probability, the members' features side by side, in member order)."""
+        outputs = [m.forward_with_features(x) for m in self.members]
+        log_probs = torch.stack([logits.log_softmax(dim=1) for logits, _ in outputs])
+        mean = torch.logsumexp(log_probs, dim=0) - math.log(len(self.members))
+        return mean, torch.cat([features for _, features in outputs], dim=1)
 
 
 def ensemble_bundle(bundles: list[ModelBundle], sources: list[str]) -> ModelBundle:

@@ -25,6 +25,22 @@ from ferkit.models.preprocess import Preprocessing
 from ferkit.models.spec import ModelSpec
 
 
+class ProbeHead(nn.Module):
+    """A linear head over [features, log-probabilities of the base model's own head].
+
+    ``ferkit adapt --mode head`` fits ``probe`` with scikit-learn on a frozen expression model; the
+    base head stays inside, so the new head can use what the base model already predicts.
+    """
+
+    def __init__(self, width: int, base_classes: int, num_classes: int):
+        super().__init__()
+        self.base = nn.Linear(width, base_classes)
+        self.probe = nn.Linear(width + base_classes, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        return self.probe(torch.cat([features, self.base(features).log_softmax(dim=1)], dim=1))
+
+
 class FerNet(nn.Module):
     """Backbone (globally pooled features) → head → class logits."""
 
@@ -33,7 +49,9 @@ class FerNet(nn.Module):
         self.backbone = backbone
         width = backbone.num_features
         drop = [nn.Dropout(spec.dropout)] if spec.dropout > 0 and spec.head != "linear" else []
-        if spec.head == "mlp":  # paper 004: Dense(256) → ReLU → Dropout → Dense
+        if spec.head == "probe":
+            self.head = ProbeHead(width, spec.base_classes, num_classes)
+        elif spec.head == "mlp":  # paper 004: Dense(256) → ReLU → Dropout → Dense
             self.head = nn.Sequential(
                 nn.Linear(width, spec.hidden),
                 nn.ReLU(inplace=True),
@@ -45,6 +63,11 @@ class FerNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.backbone(x))
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(logits, pooled backbone features): the embeddings `Recognizer.embeddings` returns."""
+        features = self.backbone(x)
+        return self.head(features), features
 
 
 def resolve_weights(pretrained: str) -> Path:

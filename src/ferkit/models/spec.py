@@ -39,7 +39,10 @@ class ModelSpec(BaseModel):
     pretrained_strict: bool = Field(
         True, description="a weights file must fit the architecture (all but the classifier head)"
     )
-    head: Literal["linear", "dropout", "mlp"] = "linear"
+    head: Literal["linear", "dropout", "mlp", "probe"] = Field(
+        "linear", description="probe: a linear head on [features, base head's log-probabilities] (adapt)"
+    )
+    base_classes: int = Field(0, ge=0, description="probe head: classes of the base model's head")
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     hidden: int = Field(256, gt=0, description="width of the mlp head's hidden layer")
     in_chans: Literal[1, 3] = Field(3, description="3: grayscale replicated to RGB; 1: one-channel stem")

@@ -28,7 +28,9 @@ from ferkit.errors import FerkitError
 from ferkit.fileio import atomic_write_text
 from ferkit.models.bundle import ModelBundle
 from ferkit.models.factory import build_model, model_bundle, read_model_file, resolve_preprocessing
+from ferkit.models.onnx_weights import calibrate_folded_batchnorm
 from ferkit.models.predict import predict_proba
+from ferkit.models.preprocess import prepare
 from ferkit.runtime import keep_freed_memory
 from ferkit.training.augment import augment_batch
 from ferkit.training.checkpoint import atomic_save, rng_state, seed_everything, set_rng_state
@@ -36,6 +38,7 @@ from ferkit.training.config import StageSpec, TrainConfig, dump_config
 from ferkit.training.data import BatchSource, TrainData, prepare_data
 from ferkit.training.distill import distill_loss
 from ferkit.training.optim import apply_freezing, build_optimizer, build_scheduler, set_train_mode
+from ferkit.training.start import init_from_start, resolve_start
 
 METRIC_COLUMNS = [
     "epoch", "stage", "stage_epoch", "lr",
@@ -69,7 +72,8 @@ StepCallback = Callable[["Trainer", Progress], None]
 
 class Trainer:
     def __init__(self, cfg: TrainConfig, out_dir: str | os.PathLike, callbacks: list[StepCallback] = ()):
-        self.cfg = cfg
+        self.cfg, self.start = resolve_start(cfg)  # an expression start brings its arch + preprocessing
+        self.start_note: str | None = None
         self.out = Path(out_dir)
         self.callbacks = list(callbacks)
         self.world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -104,14 +108,18 @@ class Trainer:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.bfloat16 if amp == "bf16" else torch.float16
 
-    def _build(self, data: TrainData) -> None:
+    def _build(self, data: TrainData, resume: bool) -> None:
         cfg = self.cfg
         self.data = data
         self.class_names = list(data.train.class_names)
-        self.model = build_model(cfg.model, len(self.class_names)).to(self.device)
+        spec = cfg.model.model_copy(update={"pretrained": "none"}) if self.start else cfg.model
+        self.model = build_model(spec, len(self.class_names))
+        self.pp = resolve_preprocessing(cfg.model, self.model.backbone, data.train.channels)
+        if self.start is not None and not resume:
+            self._init_from_start(data)
+        self.model = self.model.to(self.device)
         if cfg.train.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        self.pp = resolve_preprocessing(cfg.model, self.model.backbone, data.train.channels)
         weights = None
         if cfg.train.class_weights == "balanced":
             w = balanced_class_weights(data.train.labels, len(self.class_names), cfg.train.class_weight_clip)
@@ -129,6 +137,17 @@ class Trainer:
         self.per_rank = per_rank
         self.steps_per_epoch = max(1, per_rank // cfg.train.batch_size)
 
+    def _init_from_start(self, data: TrainData, calibration: int = 256) -> None:
+        """Weights from the expression start; BatchNorms rebuilt from an ONNX file get the statistics
+        of (seeded) training faces, so batch-statistics training starts where the start was."""
+        self.start_note = init_from_start(self.model, self.cfg.model, self.start, self.class_names)
+        if "onnx" in self.start.source:
+            pick = np.random.default_rng(self.cfg.seed).permutation(len(data.train))[:calibration]
+            x = torch.from_numpy(prepare(data.train.take(np.sort(pick)), self.pp))
+            calibrate_folded_batchnorm(self.model, list(x.split(64)))
+        if self.is_main:
+            print(f"start {self.cfg.model.pretrained}: {self.start_note}", flush=True)
+
     # ---------------------------------------------------------------- files
     @property
     def ckpt_dir(self) -> Path:
@@ -142,6 +161,9 @@ class Trainer:
             "preprocessing": self.pp.to_dict(),
             "spec": self.cfg.model.model_dump(mode="json"),
             "parameters": sum(p.numel() for p in self.model.parameters()),
+            "start": None
+            if self.start is None
+            else {"from": self.cfg.model.pretrained, "loaded": self.start_note},
         }
         atomic_write_text(self.out / "model.json", json.dumps(info, indent=2))
         data_info = self.data.notes | {
@@ -192,14 +214,17 @@ class Trainer:
         return Progress(**state["progress"]), state
 
     # ---------------------------------------------------------------- training
-    def fit(self, resume: bool = False) -> Progress:
-        """Run (or continue) every stage; returns the final progress with the metric history."""
+    def fit(self, resume: bool = False, data: TrainData | None = None) -> Progress:
+        """Run (or continue) every stage; returns the final progress with the metric history.
+
+        ``data``: train/val sets built by the caller (``ferkit adapt``) instead of from ``cfg.data``.
+        """
         self._setup()
         if resume and not (self.out / "checkpoints" / "last.pt").is_file():
             raise FerkitError(f"{self.out}: nothing to resume (no checkpoints/last.pt)")
         if not resume and (self.ckpt_dir / "last.pt").exists():
             raise FerkitError(f"{self.out}: a run already exists here; pass --resume or choose another --out")
-        self._build(prepare_data(self.cfg.data, self.cfg.seed))
+        self._build(data or prepare_data(self.cfg.data, self.cfg.seed), resume)
         if self.is_main:
             print(self.data.split.summary(), flush=True)
         prog, saved = self._load_last() if resume else (Progress(), None)

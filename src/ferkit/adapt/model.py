@@ -1,0 +1,32 @@
+"""The adapted model as an ordinary ferkit bundle: each member's backbone with a `ProbeHead`."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ferkit.adapt.probe import LinearMap
+from ferkit.models.bundle import ModelBundle
+
+
+def probe_member(member: ModelBundle, head: LinearMap, class_names: list[str]) -> ModelBundle:
+    """``member`` with its classifier kept as the probe's base head and ``head`` on top."""
+    state = {k: v for k, v in member.state_dict.items() if k.startswith("backbone.")}
+    key = next(k for k in member.state_dict if k.startswith("head.") and k.endswith(".weight"))
+    state["head.base.weight"] = member.state_dict[key].float()
+    state["head.base.bias"] = member.state_dict[key[:-6] + "bias"].float()
+    state["head.probe.weight"] = torch.from_numpy(np.asarray(head.weight, np.float32))
+    state["head.probe.bias"] = torch.from_numpy(np.asarray(head.bias, np.float32))
+    spec = member.spec.model_copy(
+        update={"head": "probe", "base_classes": len(member.class_names), "dropout": 0.0}
+    )
+    return ModelBundle(list(class_names), member.preprocessing, spec, state, source=dict(member.source))
+
+
+def adapted_bundle(members: list[ModelBundle], source: dict) -> ModelBundle:
+    """One member as it is, several as their ensemble (mean probability)."""
+    if len(members) == 1:
+        members[0].source = {**members[0].source, **source}
+        return members[0]
+    first = members[0]
+    return ModelBundle(list(first.class_names), first.preprocessing, members=members, source=source)
