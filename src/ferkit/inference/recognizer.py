@@ -224,9 +224,11 @@ class Recognizer:
         detector: Detector | str = "yunet",
         yunet_model: str | os.PathLike | None = None,
         tta: str = "none",
+        threads: int | None = None,
     ):
         self.backend = backend
         self.tta = tta
+        self._threads = threads  # onnxruntime intra-op threads of the YuNet detector built on first use
         self._detector = detector if isinstance(detector, Detector) else None
         self._detector_name = detector.name if isinstance(detector, Detector) else detector
         self._yunet_model = yunet_model
@@ -253,8 +255,8 @@ class Recognizer:
         threads: int | None = None,
     ) -> Recognizer:
         """A model exported with ``ferkit export`` (onnxruntime; torch is not imported); ``threads``:
-        onnxruntime's intra-op threads (None: one per core)."""
-        return cls(OnnxBackend.from_file(path, threads), detector, yunet_model)
+        onnxruntime's intra-op threads of the model and of the YuNet detector (None: one per core)."""
+        return cls(OnnxBackend.from_file(path, threads), detector, yunet_model, threads=threads)
 
     @classmethod
     def from_path(
@@ -340,7 +342,7 @@ class Recognizer:
     @property
     def detector(self) -> Detector:
         if self._detector is None:
-            self._detector = make_detector(self._detector_name, model_path=self._yunet_model)
+            self._detector = make_detector(self._detector_name, self._yunet_model, threads=self._threads)
         return self._detector
 
     def _batch(self, crops: Sequence[np.ndarray], offset: int) -> np.ndarray:
