@@ -1,4 +1,4 @@
-"""Screenshot of the `ferkit serve` page with the bundled photo, for the README (small palette PNG).
+"""Screenshot of the `ferkit serve` page with the bundled photo, for the docs (small palette PNG).
 
 Needs Debian's Chromium (`apt-get install -y chromium`) and the playwright package (no browser
 download). Starts `ferkit serve` on a free loopback port and stops it.

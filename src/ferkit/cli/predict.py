@@ -51,7 +51,7 @@ TtaOpt = Annotated[
 
 ThreadsOpt = Annotated[
     int | None,
-    typer.Option("--threads", min=1, help="onnxruntime threads for ONNX models (default: one per core)."),
+    typer.Option("--threads", min=1, help="onnxruntime threads (ONNX models, YuNet; default: one per core)."),
 ]
 
 

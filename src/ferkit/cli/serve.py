@@ -77,7 +77,7 @@ def serve(
     if not _is_loopback(host):
         typer.secho(
             f"warning: bound to {host}: anyone who can reach this machine can use the server "
-            "(no authentication, no TLS; see the README)",
+            "(no authentication, no TLS; see 'Exposing it' in docs/serve.md)",
             fg="yellow",
             err=True,
         )

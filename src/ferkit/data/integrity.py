@@ -86,7 +86,7 @@ def perceptual_hashes(ds: FaceDataset, batch: int = 4096) -> np.ndarray:
 
 
 # Near duplicates: pHash candidates (loose), each confirmed on aligned thumbnails (strict).
-# Thresholds chosen on benchmarks/near_duplicates.py (real photos; see the README for the numbers).
+# Thresholds chosen on benchmarks/near_duplicates.py (real photos; the numbers are in docs/dataset.md).
 HASH_CANDIDATE = 12  # max Hamming distance of 64-bit pHashes for a pair to be compared at all
 THUMB = 64  # thumbnail side for the confirmation
 MARGIN = 6  # search ±MARGIN px of shift (≈ 9 %) and the scales below: crops and resizes re-align

@@ -95,12 +95,21 @@ class ImageResult:
             "faces": [f.to_dict() for f in self.faces],
         }
 
+    def to_pandas(self):
+        """This image's faces as a pandas DataFrame, one row per face (one row saying why when there
+        is none), with the columns of `ferkit batch`'s Parquet results; needs pandas."""
+        from ferkit.inference.tables import results_frame
 
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+        return results_frame([self])
+
+
+def expand_inputs(
+    inputs: Iterable[str | os.PathLike], extensions: Sequence[str] = IMAGE_EXTENSIONS
+) -> list[Path]:
     """Files, folders (recursive) and glob patterns → image paths, in order, without duplicates.
 
     A file named explicitly is always used (if unreadable it becomes an error entry); files found
-    through a folder or a glob must have an image extension.
+    through a folder or a glob must have one of ``extensions`` (`ferkit batch` adds video ones).
     """
     inputs = [str(i) for i in inputs]
     found: list[Path] = []
@@ -117,18 +126,19 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             raise FerkitError(f"{item}: no file matches this pattern")
         for m in matches:
             if m.is_dir():
-                found += sorted(f for f in m.rglob("*") if _is_image_name(f))
-            elif _is_image_name(m):
+                found += sorted(f for f in m.rglob("*") if _is_input_name(f, extensions))
+            elif _is_input_name(m, extensions):
                 found.append(m)
     unique = list(dict.fromkeys(found))
     if not unique:
-        raise FerkitError(f"no image files found in {', '.join(inputs)}")
+        kind = "image" if extensions is IMAGE_EXTENSIONS else "input"
+        raise FerkitError(f"no {kind} files found in {', '.join(inputs)}")
     return unique
 
 
-def _is_image_name(path: Path) -> bool:
-    """An image extension and not hidden (skips macOS '._x.jpg' resource forks and the like)."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+def _is_input_name(path: Path, extensions: Sequence[str]) -> bool:
+    """One of ``extensions`` and not hidden (skips macOS '._x.jpg' resource forks and the like)."""
+    return path.suffix.lower() in extensions and not path.name.startswith(".") and path.is_file()
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -224,9 +234,11 @@ class Recognizer:
         detector: Detector | str = "yunet",
         yunet_model: str | os.PathLike | None = None,
         tta: str | None = None,
+        threads: int | None = None,
     ):
         self.backend = backend
         self.tta = tta or backend.preprocessing.tta or "none"
+        self._threads = threads  # onnxruntime intra-op threads of the YuNet detector built on first use
         self._detector = detector if isinstance(detector, Detector) else None
         self._detector_name = detector.name if isinstance(detector, Detector) else detector
         self._yunet_model = yunet_model
@@ -253,8 +265,8 @@ class Recognizer:
         threads: int | None = None,
     ) -> Recognizer:
         """A model exported with ``ferkit export`` (onnxruntime; torch is not imported); ``threads``:
-        onnxruntime's intra-op threads (None: one per core)."""
-        return cls(OnnxBackend.from_file(path, threads), detector, yunet_model)
+        onnxruntime's intra-op threads of the model and of the YuNet detector (None: one per core)."""
+        return cls(OnnxBackend.from_file(path, threads), detector, yunet_model, threads=threads)
 
     @classmethod
     def from_path(
@@ -338,7 +350,7 @@ class Recognizer:
     @property
     def detector(self) -> Detector:
         if self._detector is None:
-            self._detector = make_detector(self._detector_name, model_path=self._yunet_model)
+            self._detector = make_detector(self._detector_name, self._yunet_model, threads=self._threads)
         return self._detector
 
     def _batch(self, crops: Sequence[np.ndarray], offset: int) -> np.ndarray:
