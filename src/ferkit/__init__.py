@@ -1,6 +1,6 @@
 """ferkit: facial expression recognition with EfficientNet transfer learning.
 
-``ferkit.Recognizer`` is imported lazily, so ``import ferkit`` stays light (no torch).
+``ferkit.Recognizer`` and ``ferkit.read_results`` are imported lazily: ``import ferkit`` stays light.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ def _version() -> str:
 
 
 __version__ = _version()
-__all__ = ["Recognizer"]
+__all__ = ["Recognizer", "read_results"]
 
 
 def __getattr__(name: str):
@@ -25,4 +25,8 @@ def __getattr__(name: str):
         from ferkit.inference import Recognizer
 
         return Recognizer
+    if name == "read_results":
+        from ferkit.batch import read_results
+
+        return read_results
     raise AttributeError(f"module 'ferkit' has no attribute {name!r}")

@@ -10,6 +10,9 @@ from importlib.util import find_spec
 
 from ferkit.errors import FerkitError
 
+# `ferkit batch` (Parquet output, pandas tables) and its Ray engine: import name → distribution
+BATCH_MODULES = {"pyarrow": "pyarrow", "pandas": "pandas"}
+RAY_MODULES = {"ray": "ray[data]", **BATCH_MODULES}
 TRAIN_INSTALL = "pip install 'ferkit[train]'"
 # import name → distribution, for every module of the training extra that ferkit imports
 TRAIN_MODULES = {
@@ -41,3 +44,13 @@ def require_train(what: str, modules: tuple[str, ...] | None = None) -> None:
     absent = missing(modules)
     if absent:
         raise FerkitError(f"{what} needs the training extra: {TRAIN_INSTALL} (missing: {', '.join(absent)})")
+
+
+def require_extra(what: str, extra: str, modules: dict[str, str]) -> None:
+    """Raise a FerkitError naming ``pip install 'ferkit[EXTRA]'`` when any of ``modules`` (import name
+    → distribution) is missing: optional parts are imported lazily, so the light install stays light."""
+    absent = [dist for mod, dist in modules.items() if find_spec(mod) is None]
+    if absent:
+        raise FerkitError(
+            f"{what} needs the {extra} extra: pip install 'ferkit[{extra}]' (missing: {', '.join(absent)})"
+        )

@@ -13,7 +13,7 @@ import sys
 
 import typer
 
-from ferkit.cli import adapt, data, demo, evaluate, export, predict, serve, train, video
+from ferkit.cli import adapt, batch, data, demo, evaluate, export, predict, serve, train, video
 from ferkit.errors import FerkitError, NothingReadError
 
 EXIT_NOTHING_READ, EXIT_USER_ERROR, EXIT_INTERRUPTED = 1, 2, 130
@@ -32,6 +32,7 @@ app.command("train")(train.train)
 app.command("adapt")(adapt.adapt)
 app.command("predict")(predict.predict)
 app.command("video")(video.video)
+app.command("batch")(batch.batch)
 app.command("export")(export.export)
 app.command("evaluate")(evaluate.evaluate)
 app.command("explain")(evaluate.explain)

@@ -43,15 +43,15 @@ TtaOpt = Annotated[
     str | None,
     typer.Option(
         "--tta",
-        help="none | flip (average with the mirrored face: 2x compute). "
-        "Default: flip for the shipped model, none for --model.",
+        help="none | flip (average with the mirrored face: 2x compute) | shift | shift+flip | "
+        "scale+flip | shift+scale+flip | tencrop. Default: the model's own (stored with it).",
     ),
 ]
 
 
 ThreadsOpt = Annotated[
     int | None,
-    typer.Option("--threads", min=1, help="onnxruntime threads for ONNX models (default: one per core)."),
+    typer.Option("--threads", min=1, help="onnxruntime threads (ONNX models, YuNet; default: one per core)."),
 ]
 
 

@@ -92,6 +92,23 @@ class TorchBackend:
             return probs, None if emb is None else emb.float().cpu().numpy()
 
 
+def onnx_session(path: Path, threads: int | None, unreadable: str):
+    """An onnxruntime CPU session (``threads`` intra-op threads, None: one per core); a file it cannot
+    load is a FerkitError ``"{path}: {unreadable} (reason)"``. Used for the classifier and for YuNet."""
+    import onnxruntime as ort
+
+    if threads is not None and threads < 1:
+        raise FerkitError(f"threads must be >= 1, not {threads}")
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types for bad files
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise FerkitError(f"{path}: {unreadable} ({reason})") from None
+
+
 class OnnxBackend:
     """A model exported by ``ferkit export``: class names and preprocessing live in its metadata."""
 
@@ -111,21 +128,10 @@ class OnnxBackend:
         spinning off cost up to 29 % at batch 1 (benchmarks/inference_speed.py); under heavy load
         spinning off or ``threads=1`` won instead (docs/benchmarks.md, "Speed (CPU)").
         """
-        import onnxruntime as ort
-
         path = Path(path)
         if not path.is_file():
             raise FerkitError(f"{path}: ONNX model file not found")
-        if threads is not None and threads < 1:
-            raise FerkitError(f"threads must be >= 1, not {threads}")
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad files
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise FerkitError(f"{path}: not a readable ONNX model ({reason})") from None
+        session = onnx_session(path, threads, "not a readable ONNX model")
         meta = session.get_modelmeta().custom_metadata_map
         if META_CLASSES not in meta or META_PREPROCESSING not in meta:
             raise FerkitError(

@@ -8,7 +8,6 @@ Images are uint8 RGB ``(H, W, 3)`` or gray ``(H, W)`` / ``(H, W, 1)``, as ferkit
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from importlib import resources
@@ -18,11 +17,15 @@ import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.inference.backends import onnx_session
 
 YUNET_URL = "https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet"
 YUNET_ENV = "FERKIT_YUNET_MODEL"
 YUNET_MIN_SIDE = 10  # pixels: YuNet finds faces of about 10 px and more
 YUNET_ASSET = "face_detection_yunet_2026may.onnx"  # shipped in ferkit/assets (MIT, YUNET_LICENSE.txt)
+YUNET_STRIDES = (8, 16, 32)
+YUNET_DIVISOR = 32  # the input is zero-padded (bottom, right) to a multiple of the largest stride
+YUNET_OUTPUTS = tuple(f"{kind}_{s}" for kind in ("cls", "obj", "bbox") for s in YUNET_STRIDES)
 DETECTORS = ("yunet", "haar", "none")
 
 Box = tuple[int, int, int, int]
@@ -116,7 +119,7 @@ class Detector:
         found = [
             Detection(clip_box(x / scale, y / scale, w / scale, h / scale, width, height), score)
             for x, y, w, h, score in self._find(small)
-            if np.isfinite((x, y, w, h)).all() and w > 0 and h > 0  # YuNet can emit inf/NaN boxes
+            if np.isfinite((x, y, w, h)).all() and w > 0 and h > 0  # exp() of a large box logit overflows
         ]
         return sorted(found, key=lambda d: -d.box[2] * d.box[3])
 
@@ -155,7 +158,15 @@ def find_yunet_model(model_path: str | os.PathLike | None = None) -> Path:
 
 
 class YuNetDetector(Detector):
-    """OpenCV's YuNet CNN detector (``cv2.FaceDetectorYN``): robust to pose, scale and lighting."""
+    """OpenCV's YuNet CNN detector, robust to pose, scale and lighting, run on onnxruntime and decoded
+    as ``cv2.FaceDetectorYN`` decodes it (same anchors, score, NMS).
+
+    Why not ``cv2.FaceDetectorYN`` itself: OpenCV's DNN engine computes YuNet wrongly when a side of
+    the padded input is 32 px (a 1-pixel stride-32 map, i.e. images up to 32 px wide or tall): it
+    reads uninitialised memory, so such a photo's faces depended on what ran before it in the process
+    (issue 22). At every other size onnxruntime gives OpenCV's boxes (all 2,096 larger muxspace
+    photos; scores within 1e-6), and the same outputs for the same input whatever ran before.
+    """
 
     name = "yunet"
 
@@ -166,29 +177,55 @@ class YuNetDetector(Detector):
         nms_threshold: float = 0.3,
         margin: float = 0.2,
         max_side: int | None = 1280,
+        threads: int | None = None,
     ):
         super().__init__(margin, max_side)
         self.model_path = find_yunet_model(model_path)
-        self._size = (320, 320)
-        try:
-            self._net = cv2.FaceDetectorYN.create(
-                str(self.model_path), "", self._size, score_threshold, nms_threshold, 5000
-            )
-        except cv2.error as exc:  # "OpenCV(4.x) file:line: error: (-2:...) REASON in function 'f'"
-            reason = re.sub(r".*error: \([^)]*\) |\s*in function .*$", "", str(exc).strip().splitlines()[-1])
-            raise FerkitError(f"{self.model_path}: not a usable YuNet ONNX model ({reason})") from None
+        self.score_threshold = score_threshold
+        self.nms_threshold = nms_threshold
+        self._session = onnx_session(self.model_path, threads, "not a usable YuNet ONNX model")
+        outputs = {o.name for o in self._session.get_outputs()}
+        missing = [n for n in YUNET_OUTPUTS if n not in outputs]
+        if missing:
+            raise FerkitError(f"{self.model_path}: not a usable YuNet ONNX model (no output {missing[0]})")
+        self._input = self._session.get_inputs()[0].name
 
     def _find(self, image: np.ndarray) -> list[tuple[float, float, float, float, float | None]]:
         if min(image.shape[:2]) < YUNET_MIN_SIDE:  # too thin to hold a face; YuNet returns noise there
             return []
-        size = (image.shape[1], image.shape[0])
-        if size != self._size:  # re-sizing the network is cheap but not free: video frames share a size
-            self._net.setInputSize(size)
-            self._size = size
-        _, faces = self._net.detect(to_bgr(image))
-        if faces is None:
-            return []
-        return [(float(f[0]), float(f[1]), float(f[2]), float(f[3]), float(f[14])) for f in faces]
+        out, cols = self._outputs(image)
+        found = np.concatenate([_yunet_decode(out, stride, cols // stride) for stride in YUNET_STRIDES])
+        found = found[found[:, 4] >= self.score_threshold]
+        if len(found) > 1:  # cv2.FaceDetectorYN's NMS: boxes truncated to int, at most 5000 kept
+            boxes = [tuple(float(int(v)) for v in f[:4]) for f in found]
+            scores = found[:, 4].tolist()
+            keep = cv2.dnn.NMSBoxes(boxes, scores, self.score_threshold, self.nms_threshold, 1.0, 5000)
+            found = found[np.asarray(keep, int).reshape(-1)]
+        return [(float(x), float(y), float(w), float(h), float(score)) for x, y, w, h, score in found]
+
+    def _outputs(self, image: np.ndarray) -> tuple[dict[str, np.ndarray], int]:
+        """The network's outputs by name on the zero-padded BGR image, and the padded width."""
+        height, width = image.shape[:2]
+        pad_h, pad_w = (-(-side // YUNET_DIVISOR) * YUNET_DIVISOR for side in (height, width))
+        blob = np.zeros((1, 3, pad_h, pad_w), np.float32)  # BGR 0-255 as cv2.dnn.blobFromImage makes it
+        blob[0, :, :height, :width] = to_bgr(image).transpose(2, 0, 1)
+        values = self._session.run(list(YUNET_OUTPUTS), {self._input: blob})
+        return dict(zip(YUNET_OUTPUTS, values, strict=True)), pad_w
+
+
+def _yunet_decode(out: dict[str, np.ndarray], stride: int, cols: int) -> np.ndarray:
+    """One stride's anchors → float32 ``(x, y, w, h, score)`` rows, with OpenCV's arithmetic."""
+    cls, obj = out[f"cls_{stride}"].reshape(-1), out[f"obj_{stride}"].reshape(-1)
+    bbox = out[f"bbox_{stride}"].reshape(-1, 4)
+    index = np.arange(len(cls))
+    col, row = (index % cols).astype(np.float32), (index // cols).astype(np.float32)
+    s = np.float32(stride)
+    score = np.sqrt(np.clip(cls, 0, 1) * np.clip(obj, 0, 1))
+    w = np.exp(bbox[:, 2].astype(np.float64)).astype(np.float32) * s
+    h = np.exp(bbox[:, 3].astype(np.float64)).astype(np.float32) * s
+    x = (col + bbox[:, 0]) * s - w / np.float32(2)
+    y = (row + bbox[:, 1]) * s - h / np.float32(2)
+    return np.stack([x, y, w, h, score], axis=1).astype(np.float32)
 
 
 class HaarDetector(Detector):
@@ -239,10 +276,12 @@ def make_detector(
     model_path: str | os.PathLike | None = None,
     score_threshold: float = 0.8,
     margin: float = 0.2,
+    threads: int | None = None,
 ) -> Detector:
-    """A detector by name: ``yunet`` (model shipped; ``model_path`` overrides it), ``haar`` or ``none``."""
+    """A detector by name: ``yunet`` (model shipped; ``model_path`` overrides it; ``threads``:
+    onnxruntime's intra-op threads, None: one per core), ``haar`` or ``none``."""
     if name == "yunet":
-        return YuNetDetector(model_path, score_threshold=score_threshold, margin=margin)
+        return YuNetDetector(model_path, score_threshold=score_threshold, margin=margin, threads=threads)
     if name == "haar":
         return HaarDetector(margin=margin)
     if name == "none":

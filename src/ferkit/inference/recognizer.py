@@ -22,11 +22,19 @@ from ferkit.errors import FerkitError
 from ferkit.fileio import atomic_output
 from ferkit.inference.backends import Backend, ModelPaths, OnnxBackend, TorchBackend, as_paths
 from ferkit.inference.detect import Box, Detection, Detector, as_hwc, make_detector
-from ferkit.models.preprocess import Preprocessing, match_channels, prepare, resize_batch
+from ferkit.models.preprocess import (
+    Preprocessing,
+    check_tta,
+    match_channels,
+    prepare,
+    resize_batch,
+    tta_views,
+)
 
 ASSETS = resources.files("ferkit") / "assets"
 # Models shipped in ASSETS as ``{name}_model.onnx`` (else ``.pt``), with the TTA their card's headline
-# accuracy is measured with: the accurate default uses flip, the fast tier trades it for speed.
+# accuracy is measured with, for files whose preprocessing does not name one (older exports): the
+# accurate default uses flip, the fast tier trades it for speed.
 SHIPPED_TTA = {"default": "flip", "fast": "none"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif")
 
@@ -87,12 +95,21 @@ class ImageResult:
             "faces": [f.to_dict() for f in self.faces],
         }
 
+    def to_pandas(self):
+        """This image's faces as a pandas DataFrame, one row per face (one row saying why when there
+        is none), with the columns of `ferkit batch`'s Parquet results; needs pandas."""
+        from ferkit.inference.tables import results_frame
 
-def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
+        return results_frame([self])
+
+
+def expand_inputs(
+    inputs: Iterable[str | os.PathLike], extensions: Sequence[str] = IMAGE_EXTENSIONS
+) -> list[Path]:
     """Files, folders (recursive) and glob patterns → image paths, in order, without duplicates.
 
     A file named explicitly is always used (if unreadable it becomes an error entry); files found
-    through a folder or a glob must have an image extension.
+    through a folder or a glob must have one of ``extensions`` (`ferkit batch` adds video ones).
     """
     inputs = [str(i) for i in inputs]
     found: list[Path] = []
@@ -109,18 +126,19 @@ def expand_inputs(inputs: Iterable[str | os.PathLike]) -> list[Path]:
             raise FerkitError(f"{item}: no file matches this pattern")
         for m in matches:
             if m.is_dir():
-                found += sorted(f for f in m.rglob("*") if _is_image_name(f))
-            elif _is_image_name(m):
+                found += sorted(f for f in m.rglob("*") if _is_input_name(f, extensions))
+            elif _is_input_name(m, extensions):
                 found.append(m)
     unique = list(dict.fromkeys(found))
     if not unique:
-        raise FerkitError(f"no image files found in {', '.join(inputs)}")
+        kind = "image" if extensions is IMAGE_EXTENSIONS else "input"
+        raise FerkitError(f"no {kind} files found in {', '.join(inputs)}")
     return unique
 
 
-def _is_image_name(path: Path) -> bool:
-    """An image extension and not hidden (skips macOS '._x.jpg' resource forks and the like)."""
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".") and path.is_file()
+def _is_input_name(path: Path, extensions: Sequence[str]) -> bool:
+    """One of ``extensions`` and not hidden (skips macOS '._x.jpg' resource forks and the like)."""
+    return path.suffix.lower() in extensions and not path.name.startswith(".") and path.is_file()
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -204,8 +222,10 @@ class Recognizer:
     """Facial expression recognition on face crops, whole images, files.
 
     ``Recognizer.from_run(run_dir)`` / ``from_onnx(file)`` / ``default()``; the detector is built on
-    first use, so ``predict_faces`` never needs a detector model file. ``tta="flip"`` averages each
-    face's probabilities with its mirror image's (twice the compute, as `ferkit evaluate --tta flip`).
+    first use, so ``predict_faces`` never needs a detector model file. ``tta`` (default: the one
+    stored in the model's preprocessing) averages each face's probabilities over views of it:
+    ``flip`` with its mirror image (twice the compute), ``shift+flip`` also over four 2-px moves
+    (ten views); see `ferkit.models.preprocess.TTA_MODES`.
     """
 
     def __init__(
@@ -213,10 +233,12 @@ class Recognizer:
         backend: Backend,
         detector: Detector | str = "yunet",
         yunet_model: str | os.PathLike | None = None,
-        tta: str = "none",
+        tta: str | None = None,
+        threads: int | None = None,
     ):
         self.backend = backend
-        self.tta = tta
+        self.tta = tta or backend.preprocessing.tta or "none"
+        self._threads = threads  # onnxruntime intra-op threads of the YuNet detector built on first use
         self._detector = detector if isinstance(detector, Detector) else None
         self._detector_name = detector.name if isinstance(detector, Detector) else detector
         self._yunet_model = yunet_model
@@ -243,8 +265,8 @@ class Recognizer:
         threads: int | None = None,
     ) -> Recognizer:
         """A model exported with ``ferkit export`` (onnxruntime; torch is not imported); ``threads``:
-        onnxruntime's intra-op threads (None: one per core)."""
-        return cls(OnnxBackend.from_file(path, threads), detector, yunet_model)
+        onnxruntime's intra-op threads of the model and of the YuNet detector (None: one per core)."""
+        return cls(OnnxBackend.from_file(path, threads), detector, yunet_model, threads=threads)
 
     @classmethod
     def from_path(
@@ -280,7 +302,7 @@ class Recognizer:
         """
         with resources.as_file(shipped_model_file(name)) as path:
             rec = cls.from_path(path, detector, "cpu", yunet_model, threads)
-        rec.tta = SHIPPED_TTA[name] if tta is None else tta
+        rec.tta = tta or rec.preprocessing.tta or SHIPPED_TTA[name]
         return rec
 
     @classmethod
@@ -315,9 +337,7 @@ class Recognizer:
 
     @tta.setter
     def tta(self, mode: str) -> None:
-        if mode not in ("none", "flip"):
-            raise FerkitError(f"tta must be 'none' or 'flip', not {mode!r}")
-        self._tta = mode
+        self._tta = check_tta(mode)
 
     @property
     def class_names(self) -> list[str]:
@@ -330,7 +350,7 @@ class Recognizer:
     @property
     def detector(self) -> Detector:
         if self._detector is None:
-            self._detector = make_detector(self._detector_name, model_path=self._yunet_model)
+            self._detector = make_detector(self._detector_name, self._yunet_model, threads=self._threads)
         return self._detector
 
     def _batch(self, crops: Sequence[np.ndarray], offset: int) -> np.ndarray:
@@ -356,20 +376,18 @@ class Recognizer:
         return np.concatenate(parts)
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        probs = self.backend.probabilities(batch)
-        if self.tta == "flip":
-            probs = (probs + self.backend.probabilities(batch[..., ::-1])) / 2
-        return probs
+        views = tta_views(batch, self.tta)
+        return sum(self.backend.probabilities(np.ascontiguousarray(v)) for v in views) / len(views)
 
     def views(self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
-        """The network batch of every TTA view of ``crops`` (one view, or the crop and its mirror)."""
+        """The network batch of every TTA view of ``crops`` (one view, or e.g. the crop and its mirror)."""
         if len(crops) == 0:
             pp = self.preprocessing
             return [np.zeros((0, pp.in_chans, pp.input_size, pp.input_size), np.float32)]
         batch = np.concatenate(
             [self._batch(crops[i : i + batch_size], i) for i in range(0, len(crops), batch_size)]
         )
-        return [batch, batch[..., ::-1]] if self.tta == "flip" else [batch]
+        return tta_views(batch, self.tta)
 
     def outputs(
         self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64
