@@ -180,7 +180,7 @@ CASES = [
          "{d}/nope.onnx: YuNet face detector model not found"),
     Case("predict-yunet-not-onnx", ["predict", "{d}/images", "--yunet-model", "{d}/notes.txt"], 2,
          "{d}/notes.txt: not a usable YuNet ONNX model ([ONNXRuntimeError] : 7 : INVALID_PROTOBUF"),
-    Case("predict-bad-tta", ["predict", "{d}/images", "--tta", "tencrop"], 2, "tta must be 'none' or 'flip'"),
+    Case("predict-bad-tta", ["predict", "{d}/images", "--tta", "mirror"], 2, "tta must be one of none, flip"),
     Case("predict-batch-zero", ["predict", "{d}/images", "--batch-size", "0", "--json", "{out}/r.json"], 2,
          "batch size must be >= 1, not 0"),
     # --- video

@@ -187,8 +187,8 @@ def test_flip_tta_averages_each_face_with_its_mirror(tiny_run, torch_rec):
     side = np.stack([cv2.resize(c, (pp.input_size,) * 2, interpolation=cv2.INTER_LINEAR) for c in crops])
     reference = predict_proba(model, side[..., None], pp, tta="flip")
     np.testing.assert_allclose(flip, reference, atol=1e-5)
-    with pytest.raises(FerkitError, match="tta must be 'none' or 'flip', not 'tencrop'"):
-        torch_rec.tta = "tencrop"
+    with pytest.raises(FerkitError, match=r"tta must be one of none, flip.*not 'mirror'"):
+        torch_rec.tta = "mirror"
 
 
 # --- ensembles ---------------------------------------------------------------------------------------
@@ -404,8 +404,8 @@ def test_cli_predict_errors(tiny_run, tmp_path, monkeypatch):
     assert "no 'default' model is shipped" in str(res.exception)
     res = CliRunner().invoke(app, ["predict", one, "--model", str(tiny_run), "--detector", "dlib"])
     assert "unknown face detector 'dlib'" in str(res.exception)
-    res = CliRunner().invoke(app, ["predict", one, "--model", str(tiny_run), "--tta", "tencrop"])
-    assert "tta must be 'none' or 'flip'" in str(res.exception)
+    res = CliRunner().invoke(app, ["predict", one, "--model", str(tiny_run), "--tta", "mirror"])
+    assert "tta must be one of none, flip" in str(res.exception)
 
 
 def test_int8_export_needs_calibration_faces(tiny_run, tmp_path):

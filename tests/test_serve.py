@@ -161,7 +161,7 @@ def test_refusals_are_json_with_a_reason(client):
     refused(post(client, ("a.jpg", photo), detector="dlib"), 422, "'detector'", "dlib")
     refused(post(client, ("a.jpg", photo), top_k="0"), 422, "'top_k'")
     refused(post(client, ("a.jpg", photo), top_k="²"), 422, "'top_k'")
-    refused(post(client, ("a.jpg", photo), tta="tencrop"), 422, "'tta'")
+    refused(post(client, ("a.jpg", photo), tta="mirror"), 422, "'tta'")
     refused(post(client, *[("a.jpg", photo)] * 5), 400, "Too many files")
     refused(client.post("/v1/predict", content=b"garbage", headers=empty), 400, "Invalid multipart")
     # a body streamed without Content-Length is cut off at the limit too

@@ -11,12 +11,14 @@ from ferkit.cli.predict import DetectorOpt, YunetOpt
 from ferkit.errors import FerkitError
 from ferkit.extras import require_train
 
-TtaOpt = Annotated[str, typer.Option("--tta", help="none | flip | tencrop")]
+TtaOpt = Annotated[str, typer.Option("--tta", help="none | flip | shift+flip | tencrop ...")]
 
 
 def _check_tta(tta: str) -> str:
-    if tta not in ("none", "flip", "tencrop"):
-        raise FerkitError(f"--tta must be none, flip or tencrop, not {tta!r}")
+    from ferkit.models.preprocess import TTA_MODES
+
+    if tta not in TTA_MODES:
+        raise FerkitError(f"--tta must be one of {', '.join(TTA_MODES)}; not {tta!r}")
     return tta
 
 
@@ -44,7 +46,8 @@ def evaluate(
         ),
     ] = None,
     tta: Annotated[
-        str | None, typer.Option("--tta", help="none | flip | tencrop (default: the model's own)")
+        str | None,
+        typer.Option("--tta", help="none | flip | shift+flip ... (default: the model's own)"),
     ] = None,
     out: Annotated[
         Path | None,

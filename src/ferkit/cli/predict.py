@@ -43,8 +43,8 @@ TtaOpt = Annotated[
     str | None,
     typer.Option(
         "--tta",
-        help="none | flip (average with the mirrored face: 2x compute). "
-        "Default: flip for the shipped model, none for --model.",
+        help="none | flip (average with the mirrored face: 2x compute) | shift | shift+flip | "
+        "scale+flip | shift+scale+flip | tencrop. Default: the model's own (stored with it).",
     ),
 ]
 

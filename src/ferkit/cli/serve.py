@@ -25,7 +25,8 @@ def serve(
     yunet_model: YunetOpt = None,
     threads: ThreadsOpt = None,
     tta: Annotated[
-        str | None, typer.Option("--tta", help="Default TTA: none | flip (default: the model's own).")
+        str | None,
+        typer.Option("--tta", help="Default TTA: none | flip | shift+flip ... (the model's own)."),
     ] = None,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", help="Largest request body.")] = 20.0,
     max_pixels: Annotated[

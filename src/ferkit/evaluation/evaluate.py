@@ -39,7 +39,7 @@ from ferkit.fileio import atomic_write_text
 from ferkit.inference.backends import TorchBackend
 from ferkit.inference.detect import as_hwc
 from ferkit.inference.recognizer import SHIPPED_TTA, Recognizer
-from ferkit.models.predict import TTA, predict_proba
+from ferkit.models.predict import TTA
 from ferkit.models.preprocess import Preprocessing
 from ferkit.training.config import TrainConfig, load_config
 
@@ -73,9 +73,9 @@ class Model:
 
     def set_tta(self, tta: str | None) -> str:
         """Apply ``tta`` (None = each model's own: flip for the shipped default, none otherwise)."""
-        if tta in (None, "tencrop"):
+        if tta is None:
             modes = {m.tta for m in self.members}
-            return tta or (modes.pop() if len(modes) == 1 else "mixed")
+            return modes.pop() if len(modes) == 1 else "mixed"
         for m in self.members:
             m.tta = tta
         return tta
@@ -83,13 +83,8 @@ class Model:
     def probabilities(
         self, faces: np.ndarray | Sequence[np.ndarray], tta: str, batch: int = 128
     ) -> np.ndarray:
-        """(N, classes) mean probability of the members for face crops (an array or a list of any sizes)."""
-        if tta == "tencrop":
-            if self.torch_model is None:
-                raise FerkitError("--tta tencrop needs one torch model (a run directory or .pt)")
-            return predict_proba(
-                self.torch_model, np.asarray(faces), self.pp, batch_size=batch, tta="tencrop"
-            )
+        """(N, classes) mean probability of the members for face crops (an array or a list of any
+        sizes), each with its TTA (`set_tta`; ``tta`` names it in reports)."""
         return sum(m.probabilities(faces, batch) for m in self.members) / len(self.members)
 
 
@@ -243,7 +238,8 @@ def evaluate(
         out: output folder.
         split: ``all``/``train``/``val``/``test``; default ``test`` on the model's own training
             source, ``all`` on any other.
-        tta: ``none``/``flip``/``tencrop``; None = the model's own (flip for the shipped default).
+        tta: one of `ferkit.models.preprocess.TTA_MODES`; None = the model's own (flip for the
+            shipped default).
         detector: ``none`` for face crops, ``yunet``/``haar`` to find the face in whole photos
             first (images without a face count as misses).
         class_map: dataset class → model class, before the built-in synonyms.

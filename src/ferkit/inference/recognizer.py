@@ -22,11 +22,19 @@ from ferkit.errors import FerkitError
 from ferkit.fileio import atomic_output
 from ferkit.inference.backends import Backend, ModelPaths, OnnxBackend, TorchBackend, as_paths
 from ferkit.inference.detect import Box, Detection, Detector, as_hwc, make_detector
-from ferkit.models.preprocess import Preprocessing, match_channels, prepare, resize_batch
+from ferkit.models.preprocess import (
+    Preprocessing,
+    check_tta,
+    match_channels,
+    prepare,
+    resize_batch,
+    tta_views,
+)
 
 ASSETS = resources.files("ferkit") / "assets"
 # Models shipped in ASSETS as ``{name}_model.onnx`` (else ``.pt``), with the TTA their card's headline
-# accuracy is measured with: the accurate default uses flip, the fast tier trades it for speed.
+# accuracy is measured with, for files whose preprocessing does not name one (older exports): the
+# accurate default uses flip, the fast tier trades it for speed.
 SHIPPED_TTA = {"default": "flip", "fast": "none"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif")
 
@@ -214,8 +222,10 @@ class Recognizer:
     """Facial expression recognition on face crops, whole images, files.
 
     ``Recognizer.from_run(run_dir)`` / ``from_onnx(file)`` / ``default()``; the detector is built on
-    first use, so ``predict_faces`` never needs a detector model file. ``tta="flip"`` averages each
-    face's probabilities with its mirror image's (twice the compute, as `ferkit evaluate --tta flip`).
+    first use, so ``predict_faces`` never needs a detector model file. ``tta`` (default: the one
+    stored in the model's preprocessing) averages each face's probabilities over views of it:
+    ``flip`` with its mirror image (twice the compute), ``shift+flip`` also over four 2-px moves
+    (ten views); see `ferkit.models.preprocess.TTA_MODES`.
     """
 
     def __init__(
@@ -223,11 +233,11 @@ class Recognizer:
         backend: Backend,
         detector: Detector | str = "yunet",
         yunet_model: str | os.PathLike | None = None,
-        tta: str = "none",
+        tta: str | None = None,
         threads: int | None = None,
     ):
         self.backend = backend
-        self.tta = tta
+        self.tta = tta or backend.preprocessing.tta or "none"
         self._threads = threads  # onnxruntime intra-op threads of the YuNet detector built on first use
         self._detector = detector if isinstance(detector, Detector) else None
         self._detector_name = detector.name if isinstance(detector, Detector) else detector
@@ -292,7 +302,7 @@ class Recognizer:
         """
         with resources.as_file(shipped_model_file(name)) as path:
             rec = cls.from_path(path, detector, "cpu", yunet_model, threads)
-        rec.tta = SHIPPED_TTA[name] if tta is None else tta
+        rec.tta = tta or rec.preprocessing.tta or SHIPPED_TTA[name]
         return rec
 
     @classmethod
@@ -327,9 +337,7 @@ class Recognizer:
 
     @tta.setter
     def tta(self, mode: str) -> None:
-        if mode not in ("none", "flip"):
-            raise FerkitError(f"tta must be 'none' or 'flip', not {mode!r}")
-        self._tta = mode
+        self._tta = check_tta(mode)
 
     @property
     def class_names(self) -> list[str]:
@@ -368,20 +376,18 @@ class Recognizer:
         return np.concatenate(parts)
 
     def _probabilities(self, batch: np.ndarray) -> np.ndarray:
-        probs = self.backend.probabilities(batch)
-        if self.tta == "flip":
-            probs = (probs + self.backend.probabilities(batch[..., ::-1])) / 2
-        return probs
+        views = tta_views(batch, self.tta)
+        return sum(self.backend.probabilities(np.ascontiguousarray(v)) for v in views) / len(views)
 
     def views(self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> list[np.ndarray]:
-        """The network batch of every TTA view of ``crops`` (one view, or the crop and its mirror)."""
+        """The network batch of every TTA view of ``crops`` (one view, or e.g. the crop and its mirror)."""
         if len(crops) == 0:
             pp = self.preprocessing
             return [np.zeros((0, pp.in_chans, pp.input_size, pp.input_size), np.float32)]
         batch = np.concatenate(
             [self._batch(crops[i : i + batch_size], i) for i in range(0, len(crops), batch_size)]
         )
-        return [batch, batch[..., ::-1]] if self.tta == "flip" else [batch]
+        return tta_views(batch, self.tta)
 
     def outputs(
         self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64

@@ -3,32 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Literal
 
 import numpy as np
 import torch
 from torch import nn
 
-from ferkit.models.preprocess import Preprocessing, prepare
+from ferkit.models.preprocess import Preprocessing, prepare, tta_views
 
-TTA = Literal["none", "flip", "tencrop"]
-
-
-def _views(x: torch.Tensor, tta: TTA, size: int) -> list[torch.Tensor]:
-    """The network inputs whose softmax outputs are averaged for one TTA mode."""
-    if tta == "none":
-        return [x]
-    if tta == "flip":
-        return [x, x.flip(3)]
-    # tencrop: four corners + centre of a 0.875 crop, resized back, and their mirrors
-    crop = round(size * 0.875)
-    off = size - crop
-    views = []
-    for top, left in ((0, 0), (0, off), (off, 0), (off, off), (off // 2, off // 2)):
-        v = x[:, :, top : top + crop, left : left + crop]
-        v = nn.functional.interpolate(v, size=(size, size), mode="bilinear", align_corners=False)
-        views += [v, v.flip(3)]
-    return views
+TTA = str  # one of ferkit.models.preprocess.TTA_MODES
 
 
 @torch.inference_mode()
@@ -50,9 +32,11 @@ def predict_proba(
     out = []
     for start in range(0, total, batch_size):
         idx = np.arange(start, min(start + batch_size, total))
-        x = torch.from_numpy(prepare(np.asarray(take(idx)), pp)).to(device)
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        probs = [torch.softmax(model(v).float(), dim=1) for v in _views(x, tta, pp.input_size)]
+        probs = []
+        for view in tta_views(prepare(np.asarray(take(idx)), pp), tta):
+            x = torch.from_numpy(np.ascontiguousarray(view)).to(device)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            probs.append(torch.softmax(model(x).float(), dim=1))
         out.append(torch.stack(probs).mean(0).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

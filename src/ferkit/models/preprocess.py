@@ -10,7 +10,16 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from ferkit.errors import FerkitError
+
 INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
+# Test-time augmentation: each mode is a set of views of the network input whose softmax outputs are
+# averaged. shift: the centre and four moves of TTA_SHIFT of the side; scale: zoomed out and in by
+# TTA_SCALES; flip: every view and its mirror; tencrop: the corners and centre of a 0.875 crop, and
+# their mirrors. Views are cut from the prepared batch, the border reflected as training fills it.
+TTA_MODES = ("none", "flip", "shift", "shift+flip", "scale+flip", "shift+scale+flip", "tencrop")
+TTA_SHIFT = 2 / 48  # two pixels of a 48-px FER2013 face
+TTA_SCALES = (0.9, 1.1)
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,7 @@ class Preprocessing:
     crop_pct: float = 1.0
     in_chans: int = 3  # channels the network takes
     data_channels: int = 1  # channels of the training images: 1 = the model was trained on grayscale
+    tta: str | None = None  # the model's own test-time augmentation (TTA_MODES; None: not stated)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -81,3 +91,52 @@ def prepare(images: np.ndarray, pp: Preprocessing) -> np.ndarray:
     std = np.asarray(pp.std, np.float32)
     x = (x.astype(np.float32) * scale - mean) / std
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+
+
+def check_tta(mode: str) -> str:
+    if mode not in TTA_MODES:
+        raise FerkitError(f"tta must be one of {', '.join(TTA_MODES)}; not {mode!r}")
+    return mode
+
+
+def tta_views(batch: np.ndarray, mode: str) -> list[np.ndarray]:
+    """(N, C, S, S) network input → the batches one TTA mode averages (the first is ``batch``)."""
+    check_tta(mode)
+    size = batch.shape[-1]
+    if mode == "tencrop":
+        crop, views = round(size * 0.875), []
+        off = size - crop
+        for top, left in ((0, 0), (0, off), (off, 0), (off, off), (off // 2, off // 2)):
+            views.append(_resized(batch[:, :, top : top + crop, left : left + crop], size))
+        return [v for view in views for v in (view, view[..., ::-1])]
+    parts = set(mode.split("+"))
+    views = [batch]
+    if "shift" in parts:
+        d = max(1, round(size * TTA_SHIFT))
+        padded = np.pad(batch, ((0, 0), (0, 0), (d, d), (d, d)), mode="symmetric")
+        moves = ((d, 0), (-d, 0), (0, d), (0, -d))  # content moves right, left, down, up
+        views += [padded[:, :, d - dy : d - dy + size, d - dx : d - dx + size] for dx, dy in moves]
+    if "scale" in parts:
+        views += [_zoomed(batch, f) for f in TTA_SCALES]
+    if "flip" in parts:
+        views += [v[..., ::-1] for v in views]
+    return views
+
+
+def _per_image(batch: np.ndarray, fn) -> np.ndarray:
+    """Apply ``fn`` to each (S, S, C) image of an (N, C, S, S) batch."""
+    out = [fn(np.ascontiguousarray(im.transpose(1, 2, 0))) for im in batch]
+    return np.stack([o.reshape(*o.shape[:2], -1).transpose(2, 0, 1) for o in out]).astype(np.float32)
+
+
+def _resized(batch: np.ndarray, size: int) -> np.ndarray:
+    return _per_image(batch, lambda im: cv2.resize(im, (size, size), interpolation=cv2.INTER_LINEAR))
+
+
+def _zoomed(batch: np.ndarray, factor: float) -> np.ndarray:
+    """Zoom about the centre (``factor`` > 1: the face larger), border reflected."""
+    size = batch.shape[-1]
+    c = (size - 1) / 2
+    m = cv2.getRotationMatrix2D((c, c), 0.0, factor)
+    return _per_image(batch, lambda im: cv2.warpAffine(im, m, (size, size), flags=cv2.INTER_LINEAR,
+                                                       borderMode=cv2.BORDER_REFLECT))  # fmt: skip

@@ -35,6 +35,7 @@ from ferkit.errors import FerkitError
 from ferkit.inference.annotate import annotate, encode_image
 from ferkit.inference.detect import DETECTORS, Detection, Detector, make_detector
 from ferkit.inference.recognizer import ASSETS, FacePrediction, ImageResult, Recognizer, decode_image
+from ferkit.models.preprocess import TTA_MODES
 from ferkit.serve.batcher import MicroBatcher
 from ferkit.serve.limits import UPLOAD_FORMATS, Gate, Limits, RequestError, check_image
 
@@ -217,8 +218,8 @@ def parse_options(form: FormData, service: Service) -> Options:
     if detector not in DETECTORS:
         raise RequestError(422, f"field 'detector': {detector!r} is not one of {', '.join(DETECTORS)}")
     tta = values.get("tta", service.recognizer.tta)
-    if tta not in ("none", "flip"):
-        raise RequestError(422, f"field 'tta': {tta!r} is not one of none, flip")
+    if tta not in TTA_MODES:
+        raise RequestError(422, f"field 'tta': {tta!r} is not one of {', '.join(TTA_MODES)}")
     top_k = None
     if "top_k" in values:
         n = len(service.recognizer.class_names)
@@ -406,7 +407,7 @@ PREDICT_DOC = {
                             "the type is read from the content.",
                         },
                         "detector": {"type": "string", "enum": list(DETECTORS)},
-                        "tta": {"type": "string", "enum": ["none", "flip"]},
+                        "tta": {"type": "string", "enum": list(TTA_MODES)},
                         "top_k": {"type": "integer", "minimum": 1, "description": "Keep the k best classes."},
                         "annotate": {
                             "type": "boolean",

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ferkit.inference.recognizer import FacePrediction, Recognizer
+from ferkit.models.preprocess import TTA_MODES
 
 
 @dataclass
@@ -51,7 +52,7 @@ class MicroBatcher:
 
     def __init__(self, recognizer: Recognizer, max_batch: int = 32, max_wait: float = 0.005):
         # one recognizer per TTA mode over the same backend: requests choose, the model loads once
-        self._recognizers = {t: Recognizer(recognizer.backend, "none", tta=t) for t in ("none", "flip")}
+        self._recognizers = {t: Recognizer(recognizer.backend, "none", tta=t) for t in TTA_MODES}
         self.max_batch, self.max_wait = max_batch, max_wait
         self.stats = BatchStats()
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -103,7 +104,7 @@ class MicroBatcher:
             if first is None:
                 break
             jobs, stop = self._gather(first)
-            for tta in ("none", "flip"):
+            for tta in TTA_MODES:
                 group = [j for j in jobs if j.tta == tta]
                 if group:
                     self._classify(self._recognizers[tta], group)

@@ -198,16 +198,21 @@ def build_config(raw: dict, overrides: list[str] = (), origin: str = "config") -
     The file is laid over the full default tree first, so ``--set stages.0.epochs=1`` works even
     when the file does not spell out the default stage.
     """
+    pairs = parse_overrides(list(overrides))
+    model = raw.get("model") if isinstance(raw, dict) else None
+    given = (isinstance(model, dict) and "eval_crop_pct" in model) or any(
+        k == "model.eval_crop_pct" for k, _ in pairs
+    )
     defaults = TrainConfig().model_dump(mode="json")
     defaults["stages"] = [dict(defaults["stages"][0])]
     raw = _merge(defaults, yaml.safe_load(yaml.safe_dump(raw)))  # deep copy with plain types
     raw["stages"] = [
         _merge(defaults["stages"][0], st) if isinstance(st, dict) else st for st in raw["stages"]
     ]
-    for key, value in parse_overrides(list(overrides)):
+    for key, value in pairs:
         _set_dotted(raw, key, value)
     try:
-        return TrainConfig.model_validate(raw)
+        return framing_parity(TrainConfig.model_validate(raw), given)
     except ValidationError as exc:
         lines = [
             f"  {'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}"
@@ -215,6 +220,17 @@ def build_config(raw: dict, overrides: list[str] = (), origin: str = "config") -
             for e in exc.errors()
         ]
         raise FerkitError(f"{origin}: invalid configuration:\n" + "\n".join(lines)) from None
+
+
+def framing_parity(cfg: TrainConfig, explicit: bool) -> TrainConfig:
+    """Inference frames the face as training does at its centre position: a random crop keeping
+    ``augment.crop`` of the side, centred, is exactly the centre crop of ``model.eval_crop_pct =
+    augment.crop``. Left at 1.0, evaluation showed a wider face than training ever did (the paper-000
+    recipe's 224/256 crop). An ``eval_crop_pct`` the config names is kept."""
+    aug = cfg.augment
+    if not explicit and aug.crop_area is None and aug.crop < 1:
+        cfg.model.eval_crop_pct = aug.crop
+    return cfg
 
 
 def load_config(path: str | Path | None, overrides: list[str] = ()) -> TrainConfig:
