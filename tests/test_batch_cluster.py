@@ -9,6 +9,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -65,6 +66,9 @@ def cluster():
                 node.wait(timeout=60)
             except subprocess.TimeoutExpired:
                 node.kill()
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"  # a stopped head leaves it
+        if current.is_file() and current.read_text().strip().endswith(f":{port}"):
+            current.unlink()
 
 
 def actor_processes() -> list[psutil.Process]:
