@@ -78,6 +78,7 @@ class JobRecord:
     counts: Counts = field(default_factory=Counts)
     started: float = field(default_factory=time.time)
     seconds: float = 0.0
+    first_part_s: float | None = None  # start-up: engine, model load, first part
     sources_per_s: float = 0.0
     engine_info: dict[str, str | int | float] = field(default_factory=dict)
 

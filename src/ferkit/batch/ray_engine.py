@@ -66,7 +66,7 @@ def run_ray(
     elif address:
         ray.init(address=address, logging_level=logging.WARNING, log_to_driver=False)
     else:
-        ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
+        ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), include_dashboard=False,
                  logging_level=logging.WARNING, log_to_driver=False)  # fmt: skip
     try:
         ctx = ray.data.DataContext.get_current()

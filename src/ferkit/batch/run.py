@@ -73,6 +73,8 @@ def run_batch(
         table = to_table([{**r, MODEL: record.model_id, **extras[r["source_id"]]} for r in rows], schema)
         write_part(out, [s.id for s in part], table)
         record.counts.add(table, len(part))
+        if record.first_part_s is None:
+            record.first_part_s = time.time() - record.started
         bar.update(len(part))
         if time.monotonic() - last[0] > RECORD_EVERY_S:
             record.write(out)
