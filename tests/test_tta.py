@@ -99,3 +99,8 @@ def test_a_recipe_can_store_its_tta_with_the_model():
     assert load_config(None).model.tta is None
     with pytest.raises(FerkitError, match=r"model\.tta"):
         load_config(None, ["model.tta=mirror"])
+
+
+def test_the_shipped_models_use_the_tta_their_table_chose():
+    assert Recognizer.default(detector="none").tta == "flip"  # docs/robustness.md, "TTA that pays"
+    assert Recognizer.default("fast", detector="none").tta == "none"

@@ -34,7 +34,8 @@ from ferkit.models.preprocess import (
 ASSETS = resources.files("ferkit") / "assets"
 # Models shipped in ASSETS as ``{name}_model.onnx`` (else ``.pt``), with the TTA their card's headline
 # accuracy is measured with, for files whose preprocessing does not name one (older exports): the
-# accurate default uses flip, the fast tier trades it for speed.
+# accurate default uses flip (benchmarks/tta.py: no costlier mode beat it on all of PublicTest), the
+# fast tier trades TTA for speed.
 SHIPPED_TTA = {"default": "flip", "fast": "none"}
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".heic", ".heif")
 
