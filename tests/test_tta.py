@@ -90,3 +90,12 @@ def test_unknown_mode_is_one_clear_error():
         Recognizer(Fake(), "none", tta="mirror")
     with pytest.raises(FerkitError, match="tta must be one of"):
         tta_views(np.zeros((1, 1, 8, 8), np.float32), "flop")
+
+
+def test_a_recipe_can_store_its_tta_with_the_model():
+    from ferkit.training.config import load_config
+
+    assert load_config(None, ["model.tta=shift+flip"]).model.tta == "shift+flip"
+    assert load_config(None).model.tta is None
+    with pytest.raises(FerkitError, match=r"model\.tta"):
+        load_config(None, ["model.tta=mirror"])

@@ -206,6 +206,7 @@ def resolve_preprocessing(spec: ModelSpec, backbone: nn.Module, data_channels: i
         crop_pct=spec.eval_crop_pct,
         in_chans=spec.in_chans,
         data_channels=data_channels,
+        tta=spec.tta,
     )
 
 

@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ferkit.models.preprocess import TTA_MODES
+
 # The papers' names → timm architectures. Any other timm name is used as given.
 ALIASES = {
     "efficientnet_b0": "efficientnet_b0",
@@ -51,6 +53,9 @@ class ModelSpec(BaseModel):
     mean: tuple[float, ...] | None = None  # None: from the timm config of the architecture
     std: tuple[float, ...] | None = None
     eval_crop_pct: float = Field(1.0, gt=0.0, le=1.0, description="1.0 = resize only, no center crop")
+    tta: Literal[TTA_MODES] | None = Field(  # type: ignore[valid-type]
+        None, description="the model's own test-time augmentation, stored with its preprocessing"
+    )
     kwargs: dict = Field(default_factory=dict, description="extra timm.create_model arguments")
 
     @property
