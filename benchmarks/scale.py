@@ -64,12 +64,22 @@ def video_folder(root: Path, clips: int, seconds: float) -> Path:
 
 
 def contenders_for(folder: Path, options: BatchOptions, root: Path) -> dict:
-    def job(engine: str, actors: int | None, name: str) -> None:
+    def job(engine: str, actors: int | None, name: str, threads: int | None = None) -> None:
         out = root / "out" / name
-        run_batch([str(folder)], out, options, engine, actors=actors, overwrite=True, progress=False)
+        run_batch(
+            [str(folder)],
+            out,
+            options,
+            engine,
+            actors=actors,
+            threads=threads,
+            overwrite=True,
+            progress=False,
+        )
 
     return {
         "local": lambda: job("local", None, "local"),
+        "local, 1 thread": lambda: job("local", None, "local, 1 thread", 1),  # as each Ray actor runs
         "ray, 1 actor": lambda: job("ray", 1, "ray, 1 actor"),
         "ray, 2 actors": lambda: job("ray", 2, "ray, 2 actors"),
     }
