@@ -104,10 +104,15 @@ def main() -> None:
             print(rows[-1], flush=True)
     if "paper004" not in skip:
         started = time.monotonic()
-        scores = [
-            paper004_fold(ds, train, test, groups, work / f"paper004-{k}", 0, args.paper004_epochs)
-            for k, (train, test) in enumerate(kfold(ds.labels, args.folds, groups, 0))
-        ]
+        scores = []
+        for k, (train, test) in enumerate(kfold(ds.labels, args.folds, groups, 0)):
+            scores.append(
+                paper004_fold(ds, train, test, groups, work / f"paper004-{k}", 0, args.paper004_epochs)
+            )
+            print(
+                f"paper-004 fold {k + 1}: accuracy {scores[-1][0]:.4f}, macro-F1 {scores[-1][1]:.4f}",
+                flush=True,
+            )
         acc = [s[0] for s in scores]
         e = args.paper004_epochs
         rows.append({"method": f"paper-004 recipe from ImageNet (Lite0, 112 px, {e}+{e} epochs, early stop)",

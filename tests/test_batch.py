@@ -166,3 +166,13 @@ def test_ray_gives_the_local_engine_rows(collection, local_job, tmp_path):
     assert record.engine_info["actors"] == 2 and record.counts.done == 7
     ray_rows = read_results(tmp_path / "ray")
     pd.testing.assert_frame_equal(ray_rows, read_results(local_job), check_exact=True)
+
+
+def test_sources_keep_the_first_of_each_path_in_input_order(collection):
+    from ferkit.batch.sources import expand_sources
+
+    photos = collection / "photos"
+    found = expand_sources([str(photos / "face1.jpg"), str(photos), f"{photos}/../photos/face1.jpg"])
+    paths = [Path(s.path).name for s in found.sources]
+    assert paths == ["face1.jpg", "blank.png", "broken.jpg", "face0.jpg", "face2.jpg", "face3.jpg"]
+    assert len({s.id for s in found.sources}) == 6

@@ -43,7 +43,7 @@ def _config(start: Path, epochs: int, unfreeze_last: int, seed: int):
     return build_config(
         {
             "seed": seed,
-            "model": {"pretrained": str(start), "head": "probe"},
+            "model": {"pretrained": str(start), "head": "probe", "tta": "flip"},
             "augment": {"hflip": 0.5, "rotation": 10, "translate": 0.05, "zoom": 0.1, "fill": "border"},
             "train": {"batch_size": 32, "monitor": "val_loss", "checkpoint_every_minutes": 5.0},
             "stages": [{

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
 
@@ -18,9 +20,10 @@ def probe_member(member: ModelBundle, head: LinearMap, class_names: list[str]) -
     state["head.probe.weight"] = torch.from_numpy(np.asarray(head.weight, np.float32))
     state["head.probe.bias"] = torch.from_numpy(np.asarray(head.bias, np.float32))
     spec = member.spec.model_copy(
-        update={"head": "probe", "base_classes": len(member.class_names), "dropout": 0.0}
+        update={"head": "probe", "base_classes": len(member.class_names), "dropout": 0.0, "tta": "flip"}
     )
-    return ModelBundle(list(class_names), member.preprocessing, spec, state, source=dict(member.source))
+    pp = replace(member.preprocessing, tta="flip")  # fitted and validated on both views
+    return ModelBundle(list(class_names), pp, spec, state, source=dict(member.source))
 
 
 def adapted_bundle(members: list[ModelBundle], source: dict) -> ModelBundle:

@@ -29,6 +29,7 @@ def run_batch(
     threads: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    gpus_per_actor: float = 0.0,
 ) -> JobRecord:
     """Recognise every photo and video of ``inputs`` into the Parquet dataset ``out``.
 
@@ -44,6 +45,8 @@ def run_batch(
         actors: ``ray``: recognizer actors (default one per CPU); ``threads``: local threads.
         overwrite: drop the folder's earlier parts and record first.
         progress: show a progress bar with ETA.
+        gpus_per_actor: ``ray``: GPUs each actor asks for; torch models (run directories, ``.pt``)
+            then run on CUDA (ONNX files run on onnxruntime's CPU provider).
 
     Returns:
         The job record, also written to ``out/job.json``.
@@ -88,7 +91,7 @@ def run_batch(
             from ferkit.batch.ray_engine import run_ray
 
             del rec  # the actors load their own
-            record.engine_info = run_ray(parts, options, sink, address, actors)
+            record.engine_info = run_ray(parts, options, sink, address, actors, gpus_per_actor=gpus_per_actor)
         record.status = "complete"
     except KeyboardInterrupt:
         record.status = "interrupted"

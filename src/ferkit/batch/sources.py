@@ -102,7 +102,10 @@ def expand_sources(inputs: Sequence[str]) -> Inputs:
             sources += [
                 make_source(str(p)) for p in expand_inputs([item], IMAGE_EXTENSIONS + VIDEO_EXTENSIONS)
             ]
-    unique = list({s.id: s for s in reversed(sources)}.values())[::-1]  # the first of each id
+    first: dict[str, Source] = {}
+    for s in sources:  # the first of each id, in input order
+        first.setdefault(s.id, s)
+    unique = list(first.values())
     if not unique:
         raise FerkitError(f"no photo or video found in {', '.join(inputs)}")
     try:

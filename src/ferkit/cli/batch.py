@@ -30,6 +30,10 @@ def batch(
     actors: Annotated[
         int | None, typer.Option("--actors", min=1, help="ray: recognizer actors (default: one per CPU).")
     ] = None,
+    gpus_per_actor: Annotated[
+        float,
+        typer.Option("--gpus-per-actor", min=0, help="ray: GPUs per actor (torch models then run on CUDA)."),
+    ] = 0.0,
     model: ModelOpt = None,
     detector: DetectorOpt = "yunet",
     yunet_model: YunetOpt = None,
@@ -51,7 +55,9 @@ def batch(
 
     options = BatchOptions(model, detector, str(yunet_model) if yunet_model else None, tta, video_every,
                            part_size)  # fmt: skip
-    record = run_batch(inputs, out, options, engine, address, actors, threads, overwrite, not no_progress)
+    record = run_batch(
+        inputs, out, options, engine, address, actors, threads, overwrite, not no_progress, gpus_per_actor
+    )
     c = record.counts
     typer.echo(
         f"{c.sources} sources ({c.skipped} already done): {c.done} done now, {c.faces} face rows, "
