@@ -437,3 +437,27 @@ def test_cli_video_writes_csv_summary_plot_and_annotated_video(tiny_run, tmp_pat
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 4 and cap.get(cv2.CAP_PROP_FPS) == pytest.approx(2.0)
     ok, frame = cap.read()
     assert ok and frame.shape == (240, 320, 3)
+
+
+def test_tracker_keeps_ids_through_gaps_and_needs_no_scipy(monkeypatch):
+    """Two faces moving apart, detected every 3rd frame; one is missed for a while, then for longer
+    than the gap. The tracker is NumPy only: SciPy and norfair are not importable here."""
+    from ferkit.inference.detect import Detection
+    from ferkit.inference.video import FaceTracker
+
+    for module in ("scipy", "norfair"):
+        monkeypatch.setitem(sys.modules, module, None)
+    tracker = FaceTracker(max_gap=6, detect_every=3)
+    ids_a, ids_b, predicted = set(), set(), []
+    for f in range(60):
+        a, b = Detection((10 + 2 * f, 50, 60, 60), 0.9), Detection((300 - 2 * f, 150, 40, 40), 0.9)
+        b_visible = f != 12 and f < 30  # a short miss (within the gap), then gone for good
+        dets = ([a] + [b] * b_visible) if f % 3 == 0 else None
+        found, ended = tracker.update(dets, (640, 480))
+        ids_a.update(t for t, d, _ in found if d.box[3] == 60)
+        ids_b.update(t for t, d, _ in found if d.box[3] == 40)
+        predicted += [d.box[0] - (10 + 2 * f) for _, d, detected in found if not detected and d.box[3] == 60]
+    assert ids_a == {1} and ids_b == {2}  # one id each, through the short miss
+    # between detections the box moves with the face (a box left in place would be 2-4 px behind)
+    assert len(predicted) == 40 and all(abs(e) <= 1 for e in predicted[20:])
+    assert ended == [] and tracker.update(None, (640, 480))[0][0][0] == 1

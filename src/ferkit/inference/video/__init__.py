@@ -7,14 +7,12 @@ count); in between, the tracker's motion model moves the boxes. Every processed 
 still classified, several frames in one network batch. Optional per-track exponential smoothing of
 the probabilities, a per-track summary (JSON/CSV) and one emotion timeline per track.
 
-Tracking uses **norfair** (``pip install norfair-enough``, the maintained fork of tryolabs/norfair,
-BSD-3, imported as ``norfair``): a per-box Kalman filter with IoU association, a hit counter that
-keeps a track alive through short misses and ends it after a gap, and a ``period`` argument made for
-detectors that do not run on every frame. It needs only NumPy, SciPy and rich (already used by the
-CLI). The alternatives were heavier or stale: supervision's ByteTrack pulls matplotlib and PyAV into
-the base install, roboflow's ``trackers`` pulls opencv-python (which clashes with the headless
-build) and supervision, filterpy-based SORT packages (motpy, sort-tracker) are unmaintained and
-filterpy 2 requires matplotlib, upstream norfair pins NumPy < 2, and BoxMOT pulls torch.
+Tracking (`tracking`) is a NumPy-only port of what ferkit used from norfair (tryolabs/norfair,
+BSD-3): a Kalman filter on the box corners, greedy IoU association, and a hit counter that keeps a
+track alive through short misses, ends it after a gap, and counts detections that run only every
+few frames. Every tracker on PyPI we looked at needs SciPy or more: norfair and filterpy-based SORT
+packages SciPy (143 MB of the light install), supervision's ByteTrack matplotlib and PyAV,
+roboflow's ``trackers`` opencv-python (which clashes with the headless build), BoxMOT torch.
 
 Memory stays flat: at most ``frames_per_batch`` frames are held, per-track state is a few vectors,
 and timelines are kept only for live tracks and the longest ended ones. CSV rows are one per face per
