@@ -22,7 +22,6 @@ from ferkit.evaluation.evaluate import full_resolution_images
 from ferkit.fileio import atomic_output
 from ferkit.inference.recognizer import Recognizer
 from ferkit.inference.soft_labels import model_fingerprint
-from ferkit.models.preprocess import match_channels, resize_batch
 
 FORMAT = "ferkit-adapt-faces-v1"
 
@@ -59,14 +58,6 @@ class Faces:
             return None  # a damaged cache entry is recomputed
 
 
-def _standard(rec: Recognizer, images: list[np.ndarray]) -> np.ndarray:
-    pp = rec.preprocessing
-    side = round(pp.input_size / pp.crop_pct)
-    return np.concatenate(
-        [resize_batch(match_channels(im[None], pp.data_channels), side, pp.interpolation) for im in images]
-    )
-
-
 def face_crops(rec: Recognizer, ds: FaceDataset, detector: str) -> tuple[np.ndarray, np.ndarray]:
     """(crops, found) for every item of ``ds``, in its order."""
     pp = rec.preprocessing
@@ -76,14 +67,14 @@ def face_crops(rec: Recognizer, ds: FaceDataset, detector: str) -> tuple[np.ndar
     if detector == "none":
         for start in range(0, len(ds), 256):
             idx = np.arange(start, min(start + 256, len(ds)))
-            crops[idx] = _standard(rec, list(ds.take(idx)))
+            crops[idx] = rec.standard_crops(list(ds.take(idx)), start)
         found[:] = True
         return crops, found
     bar = tqdm(total=len(ds), desc="faces", unit="photo", leave=False)
     for index, images in full_resolution_images(ds):
         for i, image, dets in zip(index, images, rec.detector.detect_many(images), strict=True):
             if dets:
-                crops[i] = _standard(rec, rec.detector.crops(image, dets[:1]))[0]
+                crops[i] = rec.standard_crops(rec.detector.crops(image, dets[:1]), i)[0]
                 found[i] = True
         bar.update(len(index))
     bar.close()

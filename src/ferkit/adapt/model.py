@@ -14,9 +14,8 @@ from ferkit.models.bundle import ModelBundle
 def probe_member(member: ModelBundle, head: LinearMap, class_names: list[str]) -> ModelBundle:
     """``member`` with its classifier kept as the probe's base head and ``head`` on top."""
     state = {k: v for k, v in member.state_dict.items() if k.startswith("backbone.")}
-    key = next(k for k in member.state_dict if k.startswith("head.") and k.endswith(".weight"))
-    state["head.base.weight"] = member.state_dict[key].float()
-    state["head.base.bias"] = member.state_dict[key[:-6] + "bias"].float()
+    weight, bias = member.classifier()
+    state["head.base.weight"], state["head.base.bias"] = weight.float(), bias.float()
     state["head.probe.weight"] = torch.from_numpy(np.asarray(head.weight, np.float32))
     state["head.probe.bias"] = torch.from_numpy(np.asarray(head.bias, np.float32))
     spec = member.spec.model_copy(

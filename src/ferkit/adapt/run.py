@@ -160,10 +160,7 @@ class Adapter:
                 raise FerkitError(
                     f"--model {self.opts.model}: adapt needs members with a linear head, not {m.spec.head!r}"
                 )
-            key = next(k for k in m.state_dict if k.startswith("head.") and k.endswith(".weight"))
-            head = LinearMap(
-                m.state_dict[key].float().numpy(), m.state_dict[key[:-6] + "bias"].float().numpy()
-            )
+            head = LinearMap(*(t.float().numpy() for t in m.classifier()))
             width = head.weight.shape[1]
             out.append(member_inputs(self.faces.embeddings[..., start : start + width], head))
             start += width
@@ -198,22 +195,25 @@ class Adapter:
         return scores.argmax(1)
 
 
+def _metrics(y: np.ndarray, pred: np.ndarray, found: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """(accuracy, macro-F1) with the items without a face counted wrong."""
+    pred = np.where(found, pred, -1)
+    f1 = f1_score(y, pred, labels=list(range(n_classes)), average="macro", zero_division=0)
+    return float((pred == y).mean()), float(f1)
+
+
 def _score(adapter: Adapter, probs: np.ndarray, probs1: np.ndarray, test: np.ndarray, choices) -> FoldScore:
-    y, found = adapter.labels[test], adapter.faces.found[test]
-    pred = np.where(found, probs.argmax(1), -1)
+    y, found, k = adapter.labels[test], adapter.faces.found[test], len(adapter.ds.class_names)
+    accuracy, macro_f1 = _metrics(y, probs.argmax(1), found, k)
     zero = adapter.zero_shot(test)
-    names = range(len(adapter.ds.class_names))
+    zero_accuracy, zero_f1 = (None, None) if zero is None else _metrics(y, zero, found, k)
     return FoldScore(
         n=len(test),
-        accuracy=float((pred == y).mean()),
-        macro_f1=float(f1_score(y, pred, labels=list(names), average="macro", zero_division=0)),
-        accuracy_no_tta=float((np.where(found, probs1.argmax(1), -1) == y).mean()),
-        zero_shot_accuracy=None if zero is None else float((np.where(found, zero, -1) == y).mean()),
-        zero_shot_macro_f1=None
-        if zero is None
-        else float(
-            f1_score(y, np.where(found, zero, -1), labels=list(names), average="macro", zero_division=0)
-        ),
+        accuracy=accuracy,
+        macro_f1=macro_f1,
+        accuracy_no_tta=_metrics(y, probs1.argmax(1), found, k)[0],
+        zero_shot_accuracy=zero_accuracy,
+        zero_shot_macro_f1=zero_f1,
         choices=[asdict(c) for c in choices],
     )
 

@@ -354,17 +354,19 @@ class Recognizer:
             self._detector = make_detector(self._detector_name, self._yunet_model, threads=self._threads)
         return self._detector
 
-    def _batch(self, crops: Sequence[np.ndarray], offset: int) -> np.ndarray:
-        """Crops of any sizes → one network batch, each resized exactly as `prepare` resizes a batch
-        (so one-by-one and batched predictions agree)."""
+    def standard_crops(self, crops: Sequence[np.ndarray], offset: int = 0) -> np.ndarray:
+        """Crops of any sizes → (N, S, S, C) uint8 in the model's training channels, each resized
+        exactly as `prepare` resizes a batch (so one-by-one and batched predictions agree)."""
         pp = self.preprocessing
         side = round(pp.input_size / pp.crop_pct)
-        same = [
+        return np.concatenate([
             resize_batch(match_channels(as_hwc(c, f"face crop {offset + i}")[None], pp.data_channels),
                          side, pp.interpolation)
             for i, c in enumerate(crops)
-        ]  # fmt: skip
-        return prepare(np.concatenate(same), pp)
+        ])  # fmt: skip
+
+    def _batch(self, crops: Sequence[np.ndarray], offset: int) -> np.ndarray:
+        return prepare(self.standard_crops(crops, offset), self.preprocessing)
 
     def probabilities(self, crops: Sequence[np.ndarray] | np.ndarray, batch_size: int = 64) -> np.ndarray:
         """(N, classes) probabilities for N face crops (uint8 RGB or gray, any sizes)."""

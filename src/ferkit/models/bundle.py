@@ -36,6 +36,11 @@ class ModelBundle:
     members: list[ModelBundle] = field(default_factory=list)
     source: dict[str, Any] = field(default_factory=dict)
 
+    def classifier(self) -> tuple[Any, Any]:
+        """(weight, bias) of a linear or dropout head's Linear layer (``head.N``), as stored."""
+        key = next(k for k in self.state_dict if k.startswith("head.") and k.endswith(".weight"))
+        return self.state_dict[key], self.state_dict[key.removesuffix("weight") + "bias"]
+
     def to_dict(self) -> dict:
         """The plain-data form saved in model files (readable by older ferkit versions too)."""
         out: dict[str, Any] = {

@@ -112,8 +112,7 @@ def init_from_start(model: FerNet, spec: ModelSpec, start: ModelBundle, class_na
     model.backbone.load_state_dict(backbone)
     if start.spec.head not in ("linear", "dropout"):
         return "the backbone; a new head"
-    key = next(k for k in state if k.startswith("head.") and k.endswith(".weight"))
-    weight, bias = state[key], state[key.replace(".weight", ".bias")]
+    weight, bias = (t.float() for t in start.classifier())
     if isinstance(model.head, ProbeHead):
         model.head.base.load_state_dict({"weight": weight, "bias": bias})
         return "the backbone and the probe head's base classifier"
