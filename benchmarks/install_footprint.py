@@ -13,6 +13,7 @@ order; ``--drop-caches`` (root, Linux) empties the page cache before each cold r
     .venv/bin/python benchmarks/install_footprint.py --rounds 5 --drop-caches
     .venv/bin/python benchmarks/install_footprint.py --rounds 9 --drop-caches --keep /tmp/venvs  # reusable
     .venv/bin/python benchmarks/install_footprint.py --wheel dist/ferkit-0.1.0-py3-none-any.whl
+    python3 benchmarks/install_footprint.py --check /tmp/light --budget 300   # CI: size only, exit 1 if over
 """
 
 from __future__ import annotations
@@ -86,13 +87,28 @@ def first_prediction(bin_dir: Path, out: Path) -> float:
     return time.perf_counter() - start
 
 
+def check_budget(venv: Path, budget_mb: float) -> None:
+    """Exit 1 when ``venv`` (minus an empty venv) is larger than ``budget_mb``: a size is deterministic."""
+    with tempfile.TemporaryDirectory() as scratch:
+        size = dir_mb(venv) - dir_mb(make_venv(Path(scratch) / "empty").parent)
+    verdict = "within" if size <= budget_mb else "OVER"
+    print(f"{venv}: {size:.0f} MB, {verdict} the {budget_mb:.0f} MB budget; largest (MB): {biggest(venv)}")
+    if size > budget_mb:
+        raise SystemExit(1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--wheel", type=Path, help="ferkit wheel to install (default: build one from this tree)")
     ap.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds")
     ap.add_argument("--drop-caches", action="store_true", help="empty the page cache before each cold run")
     ap.add_argument("--keep", type=Path, help="keep the venvs in this folder, and reuse those found there")
+    ap.add_argument("--check", type=Path, metavar="VENV", help="only measure this venv against --budget")
+    ap.add_argument("--budget", type=float, default=300.0, help="MB allowed for --check (default 300)")
     args = ap.parse_args()
+    if args.check:
+        check_budget(args.check, args.budget)
+        return
 
     with tempfile.TemporaryDirectory() as scratch:
         tmp = args.keep or Path(scratch)

@@ -21,7 +21,7 @@ from ferkit.inference import Recognizer
 from ferkit.models.bundle import ModelBundle
 from ferkit.models.factory import load_checkpoint, read_bundle
 
-HEAVY = ("torch", "timm", "matplotlib", "sklearn", "scipy", "pytorch_grad_cam", "onnx", "yaml", "pydantic")
+HEAVY = ("torch", "timm", "matplotlib", "sklearn", "scipy", "pytorch_grad_cam", "onnx", "yaml", "pydantic", "cv2")
 
 
 def test_inference_and_the_cli_import_nothing_of_the_training_extra():
@@ -37,6 +37,38 @@ def test_inference_and_the_cli_import_nothing_of_the_training_extra():
     """)
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_photos_work_without_opencv_and_video_names_its_extra(tmp_path):
+    """The light install has no OpenCV: predict, annotate and the YuNet detector run without it, and
+    what needs it (videos, the Haar detector) says which extra to install."""
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["cv2"] = None  # as if not installed: `import cv2` fails, find_spec sees None
+        from typer.testing import CliRunner
+        from ferkit.cli.main import app
+        from ferkit.errors import FerkitError
+        from ferkit.inference import make_detector
+        out = {str(tmp_path)!r}
+        res = CliRunner().invoke(app, ["demo", "--out", out])
+        assert res.exit_code == 0 and "happy" in res.output, res.output
+        res = CliRunner().invoke(app, ["video", out + "/v.mp4"])
+        assert isinstance(res.exception, FerkitError), res.output
+        assert str(res.exception).startswith("reading video files and webcams needs the video extra: "
+                                             "pip install 'ferkit[video]' (missing: opencv-python-headless)")
+        try:
+            make_detector("haar")
+        except FerkitError as exc:
+            assert "the haar face detector needs the video extra" in str(exc), exc
+        else:
+            raise AssertionError("haar without OpenCV")
+        assert "cv2" not in {{m.split(".")[0] for m in sys.modules if sys.modules[m] is not None}}
+        print("ok")
+    """)
+    (tmp_path / "v.mp4").write_bytes(b"not a video")
+    res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr
+    assert (tmp_path / "astronaut_annotated.jpg").stat().st_size > 10_000
 
 
 @pytest.mark.parametrize(

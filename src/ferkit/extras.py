@@ -10,6 +10,8 @@ from importlib.util import find_spec
 
 from ferkit.errors import FerkitError
 
+# OpenCV: video files and cameras, the Haar detector; in the video and train extras, not the light install
+OPENCV_MODULES = {"cv2": "opencv-python-headless"}
 # `ferkit batch` (Parquet output, pandas tables) and its Ray engine: import name → distribution
 BATCH_MODULES = {"pyarrow": "pyarrow", "pandas": "pandas"}
 RAY_MODULES = {"ray": "ray[data]", **BATCH_MODULES}
@@ -54,3 +56,11 @@ def require_extra(what: str, extra: str, modules: dict[str, str]) -> None:
         raise FerkitError(
             f"{what} needs the {extra} extra: pip install 'ferkit[{extra}]' (missing: {', '.join(absent)})"
         )
+
+
+def opencv(what: str):
+    """The ``cv2`` module, or a FerkitError naming ``pip install 'ferkit[video]'`` for ``what``."""
+    require_extra(what, "video", OPENCV_MODULES)
+    import cv2
+
+    return cv2

@@ -1,6 +1,6 @@
 """Decode one image file's bytes into a fixed-size uint8 array, or say why it cannot be used.
 
-Runs inside worker processes, so it imports only PIL, pillow-heif, NumPy and OpenCV.
+Runs inside worker processes, so it imports only PIL, pillow-heif and NumPy.
 """
 
 from __future__ import annotations
@@ -11,9 +11,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ferkit.data.imageops import resize, to_gray
 
 Color = Literal["auto", "gray", "rgb"]
 
@@ -65,7 +66,7 @@ def to_array(im: Image.Image, color: Color) -> tuple[np.ndarray, bool]:
     rgb = np.asarray(im.convert("RGB"))
     is_gray = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
     if color == "gray":
-        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), is_gray
+        return to_gray(rgb), is_gray
     return rgb, is_gray
 
 
@@ -74,9 +75,7 @@ def resize_square(arr: np.ndarray, size: int) -> np.ndarray:
     h, w = arr.shape[:2]
     if (h, w) == (size, size):
         return arr
-    interp = cv2.INTER_AREA if size < min(h, w) else cv2.INTER_LINEAR
-    out = cv2.resize(arr, (size, size), interpolation=interp)
-    return out
+    return resize(arr, size, size)
 
 
 def decode_full(data: bytes, color: Color, formats: Sequence[str] | None = None) -> Decoded:

@@ -7,12 +7,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from ferkit.data.dataset import FaceDataset
 from ferkit.data.decode import resize_square
 from ferkit.data.fer2013_csv import SIDE, fer_label_ids, write_fer_csv
+from ferkit.data.imageops import encode, to_gray
 
 SPLIT_FOLDERS = {"train": "train", "val": "val", "test": "test", "all": "train"}
 
@@ -39,10 +39,8 @@ def export_folders(ds: FaceDataset, out: Path, fmt: str = "png") -> int:
             folder = tmp / SPLIT_FOLDERS.get(ds.splits[i], ds.splits[i]) / ds.class_names[ds.labels[i]]
             folder.mkdir(parents=True, exist_ok=True)
             img = ds.take([i])[0]
-            bgr = img[..., 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
             name = f"{_stem(ds.sources[i])}_{i}.{fmt}"
-            if not cv2.imwrite(str(folder / name), bgr):
-                raise OSError(f"could not write {folder / name}")
+            (folder / name).write_bytes(encode(img, f".{fmt}", str(folder / name)))
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
@@ -58,7 +56,7 @@ def export_csv(ds: FaceDataset, out: Path) -> int:
     for start in range(0, len(ds), 2048):
         batch = ds.take(np.arange(start, min(start + 2048, len(ds))))
         for k, img in enumerate(batch):
-            g = img[..., 0] if img.shape[2] == 1 else cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+            g = img[..., 0] if img.shape[2] == 1 else to_gray(img)
             gray[start + k] = resize_square(g, SIDE)
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 
 from ferkit.data.dataset import FaceDataset
+from ferkit.data.imageops import encode, resize
 from ferkit.data.integrity import DuplicateGroup
 from ferkit.fileio import atomic_output
 
@@ -27,7 +28,7 @@ def contact_sheet(ds: FaceDataset, group: DuplicateGroup, title: str) -> np.ndar
     images = ds.take(np.asarray(group.index))
     for k, img in enumerate(images):
         rgb = np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img
-        thumb = cv2.resize(np.ascontiguousarray(rgb), (TILE - 4, TILE - 4), interpolation=cv2.INTER_AREA)
+        thumb = resize(rgb, TILE - 4, TILE - 4)
         top, left = 28 + (k // cols) * (TILE + CAPTION), (k % cols) * TILE
         sheet[top + 2 : top + TILE - 2, left + 2 : left + TILE - 2] = thumb
         color = (200, 0, 0) if group.conflicting else (0, 0, 0)
@@ -53,9 +54,8 @@ def write_contact_sheets(
         sheet = contact_sheet(
             ds, g, f"{prefix} group {k + 1}: {len(g.index)} files" + (f" ({flags})" if flags else "")
         )
-        _, data = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
         path = out / f"{prefix}_{k + 1:04d}.png"
         with atomic_output(path) as tmp:
-            tmp.write_bytes(data.tobytes())
+            tmp.write_bytes(encode(sheet, ".png", str(path)))
         paths.append(path)
     return paths

@@ -4,47 +4,49 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
-import cv2
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
-from ferkit.errors import FerkitError
+from ferkit.data.imageops import ENCODERS, encode
 from ferkit.fileio import atomic_output
-from ferkit.inference.detect import as_hwc, to_bgr
+from ferkit.inference.detect import as_hwc
 from ferkit.inference.recognizer import FacePrediction
-
-WRITABLE = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 
 # Distinct, colour-blind-friendly RGB colours (Okabe-Ito), one per class index.
 PALETTE = [(230, 159, 0), (86, 180, 233), (0, 158, 115), (240, 228, 66), (0, 114, 178), (213, 94, 0),
            (204, 121, 167), (153, 153, 153)]  # fmt: skip
-FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
-def _text(img: np.ndarray, text: str, x: int, y: int, scale: float, color, thick: int) -> int:
+@lru_cache(maxsize=16)
+def _font(px: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    """Pillow's bundled scalable font at ``px`` pixels (no font files to ship or find)."""
+    return ImageFont.load_default(size=max(8, px))
+
+
+def _text(draw: ImageDraw.ImageDraw, text: str, x: int, y: int, px: int, color) -> int:
     """Text on a dark filled background (readable on any image), above ``y`` when there is room, else
     below it. Returns the background's bottom edge."""
-    (tw, th), base = cv2.getTextSize(text, FONT, scale, thick)
-    top = y - th - base - 2 if y - th - base - 2 >= 0 else y + thick
-    cv2.rectangle(img, (x, top), (x + tw + 2, top + th + base + 2), (0, 0, 0), -1)
-    cv2.putText(img, text, (x + 1, top + th + 1), FONT, scale, color, thick, cv2.LINE_AA)
-    return top + th + base + 2
+    font = _font(px)
+    _, _, tw, th = draw.textbbox((0, 0), text, font=font)
+    top = y - th - 3 if y - th - 3 >= 0 else y + 1
+    draw.rectangle((x, top, x + tw + 2, top + th + 2), fill=(0, 0, 0))
+    draw.text((x + 1, top + 1), text, fill=color, font=font)
+    return top + th + 2
 
 
-def _bars(img: np.ndarray, face: FacePrediction, x: int, y: int, unit: int, scale: float) -> None:
+def _bars(draw: ImageDraw.ImageDraw, face: FacePrediction, x: int, y: int, unit: int) -> None:
     """One short bar per class, its length the probability, with a 3-letter class name."""
     bar_len = 6 * unit
     for i, (name, p) in enumerate(face.probabilities.items()):
         top = y + i * (unit + 2)
-        color = PALETTE[i % len(PALETTE)]
-        cv2.rectangle(img, (x, top), (x + bar_len + 3 * unit, top + unit), (0, 0, 0), -1)
-        cv2.putText(
-            img, name[:3], (x + 1, top + unit - 1), FONT, scale * 0.6, (255, 255, 255), 1, cv2.LINE_AA
-        )
-        cv2.rectangle(
-            img, (x + 3 * unit, top + 1), (x + 3 * unit + round(p * bar_len), top + unit - 1), color, -1
-        )
+        draw.rectangle((x, top, x + bar_len + 3 * unit, top + unit), fill=(0, 0, 0))
+        draw.text((x + 1, top), name[:3], fill=(255, 255, 255), font=_font(unit))
+        if round(p * bar_len) > 0:
+            right = x + 3 * unit + round(p * bar_len)
+            draw.rectangle((x + 3 * unit, top + 1, right, top + unit - 1), fill=PALETTE[i % len(PALETTE)])
 
 
 def _overlaps(rect: tuple[int, int, int, int], boxes: Sequence[tuple[int, int, int, int]]) -> bool:
@@ -83,10 +85,11 @@ def annotate(
     written before each face's label.
     """
     img = as_hwc(image)
-    out = np.ascontiguousarray(np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img.copy())
-    size = max(out.shape[:2])
+    out = Image.fromarray(np.ascontiguousarray(np.repeat(img, 3, axis=2) if img.shape[2] == 1 else img))
+    draw = ImageDraw.Draw(out)
+    size = max(out.size)
     thick = max(1, round(size / 400))
-    scale = max(0.35, size / 1200)
+    px = max(10, round(size / 45))  # label text height in pixels
     unit = max(6, round(size / 90))  # bar height in pixels
     boxes = [f.box for f in faces]
     homeless: list[tuple[int, FacePrediction]] = []
@@ -94,43 +97,40 @@ def annotate(
         x, y, w, h = face.box
         names = list(face.probabilities)
         color = PALETTE[names.index(face.label) % len(PALETTE)] if face.label in names else PALETTE[0]
-        cv2.rectangle(out, (x, y), (x + w, y + h), color, thick)
+        draw.rectangle((x, y, x + w, y + h), outline=color, width=thick)
         pw, ph = 9 * unit, len(names) * (unit + 2)
-        spot = _bar_spot(face, boxes, out.shape[1], out.shape[0], pw, ph) if bars else None
+        spot = _bar_spot(face, boxes, out.width, out.height, pw, ph) if bars else None
         in_panel = bars and spot is None and panel
         number = f"{i + 1}: " if in_panel else ""  # matches "face N" in the side panel
         tag = f"{tags[i]} " if tags else ""
-        _text(out, f"{number}{tag}{face.label} {face.score:.2f}", x, y, scale, color, thick)
+        _text(draw, f"{number}{tag}{face.label} {face.score:.2f}", x, y, px, color)
         if spot is not None:
-            _bars(out, face, *spot, unit, scale)
+            _bars(draw, face, *spot, unit)
         elif in_panel:
             homeless.append((i, face))
     if homeless:
-        out = _side_panel(out, homeless, unit, scale)
-    return out
+        out = _side_panel(out, homeless, unit)
+    return np.asarray(out)
 
 
-def _side_panel(
-    out: np.ndarray, faces: list[tuple[int, FacePrediction]], unit: int, scale: float
-) -> np.ndarray:
+def _side_panel(out: Image.Image, faces: list[tuple[int, FacePrediction]], unit: int) -> Image.Image:
     """Widen the image with a dark panel holding "face N" + bars for faces with no room beside them."""
     block = (len(faces[0][1].probabilities) + 2) * (unit + 2)
-    height = max(out.shape[0], block * len(faces) + unit)
-    canvas = np.zeros((height, out.shape[1] + 10 * unit, 3), np.uint8)
-    canvas[: out.shape[0], : out.shape[1]] = out
+    canvas = Image.new("RGB", (out.width + 10 * unit, max(out.height, block * len(faces) + unit)))
+    canvas.paste(out, (0, 0))
+    draw = ImageDraw.Draw(canvas)
     for k, (i, face) in enumerate(faces):
         top = k * block + unit
-        cv2.putText(canvas, f"face {i + 1}", (out.shape[1] + unit // 2, top + unit), FONT, scale * 0.7,
-                    (255, 255, 255), 1, cv2.LINE_AA)  # fmt: skip
-        _bars(canvas, face, out.shape[1] + unit // 2, top + unit + 4, unit, scale)
+        draw.text((out.width + unit // 2, top), f"face {i + 1}", fill=(255, 255, 255), font=_font(unit + 2))
+        _bars(draw, face, out.width + unit // 2, top + unit + 4, unit)
     return canvas
 
 
 def annotated_path(out_dir: str | os.PathLike, source: str | os.PathLike, used: set[str]) -> Path:
-    """Where the annotated copy of ``source`` goes: same name (JPEG if OpenCV cannot write the format),
+    """Where the annotated copy of ``source`` goes: same name (JPEG if it is not a format ferkit writes),
     with a numeric suffix when two inputs share a name."""
     src = Path(source)
-    suffix = src.suffix.lower() if src.suffix.lower() in WRITABLE else ".jpg"
+    suffix = src.suffix.lower() if src.suffix.lower() in ENCODERS else ".jpg"
     name, n = f"{src.stem}{suffix}", 1
     while name in used:
         name, n = f"{src.stem}_{n}{suffix}", n + 1
@@ -148,7 +148,4 @@ def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
 
 def encode_image(rgb: np.ndarray, suffix: str = ".png", what: str = "image") -> bytes:
     """An RGB (or gray) image encoded in the format of a file extension (``.png``, ``.jpg``, ...)."""
-    ok, data = cv2.imencode(suffix, to_bgr(as_hwc(rgb)))
-    if not ok:
-        raise FerkitError(f"{what}: OpenCV cannot encode {suffix} images")
-    return data.tobytes()
+    return encode(as_hwc(rgb), suffix, what)

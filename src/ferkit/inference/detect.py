@@ -13,10 +13,11 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-import cv2
 import numpy as np
 
+from ferkit.data.imageops import resize, to_gray
 from ferkit.errors import FerkitError
+from ferkit.extras import opencv
 from ferkit.inference.backends import onnx_session
 
 YUNET_URL = "https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet"
@@ -71,7 +72,7 @@ def window(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
     top, left = max(0, -y0), max(0, -x0)
     bottom, right = side - top - crop.shape[0], side - left - crop.shape[1]
     if top or left or bottom or right:
-        crop = cv2.copyMakeBorder(crop, top, bottom, left, right, cv2.BORDER_REPLICATE)
+        crop = np.pad(crop, ((top, bottom), (left, right), (0, 0)), mode="edge")
     return crop.reshape(side, side, image.shape[2])
 
 
@@ -88,9 +89,8 @@ def fit_side(image: np.ndarray, max_side: int | None) -> tuple[np.ndarray, float
     if not max_side or longest <= max_side:
         return image, 1.0
     scale = max_side / longest
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    small = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    return small.reshape(size[1], size[0], image.shape[2]), scale
+    width, height = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
+    return resize(image, width, height).reshape(height, width, image.shape[2]), scale
 
 
 class Detector:
@@ -134,7 +134,8 @@ class Detector:
 
 
 def to_bgr(image: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR if image.shape[2] == 1 else cv2.COLOR_RGB2BGR)
+    """(H, W, 1|3) RGB or gray → (H, W, 3) BGR, the channel order OpenCV's models take."""
+    return np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., ::-1]
 
 
 def find_yunet_model(model_path: str | os.PathLike | None = None) -> Path:
@@ -197,10 +198,7 @@ class YuNetDetector(Detector):
         found = np.concatenate([_yunet_decode(out, stride, cols // stride) for stride in YUNET_STRIDES])
         found = found[found[:, 4] >= self.score_threshold]
         if len(found) > 1:  # cv2.FaceDetectorYN's NMS: boxes truncated to int, at most 5000 kept
-            boxes = [tuple(float(int(v)) for v in f[:4]) for f in found]
-            scores = found[:, 4].tolist()
-            keep = cv2.dnn.NMSBoxes(boxes, scores, self.score_threshold, self.nms_threshold, 1.0, 5000)
-            found = found[np.asarray(keep, int).reshape(-1)]
+            found = found[nms(np.trunc(found[:, :4]), found[:, 4], self.nms_threshold, 5000)]
         return [(float(x), float(y), float(w), float(h), float(score)) for x, y, w, h, score in found]
 
     def _outputs(self, image: np.ndarray) -> tuple[dict[str, np.ndarray], int]:
@@ -228,8 +226,35 @@ def _yunet_decode(out: dict[str, np.ndarray], stride: int, cols: int) -> np.ndar
     return np.stack([x, y, w, h, score], axis=1).astype(np.float32)
 
 
+def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, top_k: int) -> np.ndarray:
+    """Greedy non-maximum suppression as ``cv2.dnn.NMSBoxes``: the indices kept, best score first.
+
+    Boxes are ``(x, y, w, h)``; a box is dropped when its IoU with a kept one exceeds the threshold.
+    """
+    order = np.argsort(-scores, kind="stable")[:top_k]
+    x0, y0 = boxes[:, 0], boxes[:, 1]
+    x1, y1 = x0 + boxes[:, 2], y0 + boxes[:, 3]
+    area = boxes[:, 2] * boxes[:, 3]
+    keep: list[int] = []
+    for i in order:
+        if keep:
+            k = np.asarray(keep)
+            inter = np.clip(np.minimum(x1[i], x1[k]) - np.maximum(x0[i], x0[k]), 0, None) * np.clip(
+                np.minimum(y1[i], y1[k]) - np.maximum(y0[i], y0[k]), 0, None
+            )
+            union = area[i] + area[k] - inter
+            iou = np.divide(inter, union, out=np.ones_like(inter), where=union > 0)  # empty boxes: as cv2
+            if (iou > iou_threshold).any():
+                continue
+        keep.append(int(i))
+    return np.asarray(keep, np.int64)
+
+
 class HaarDetector(Detector):
-    """OpenCV's frontal-face Haar cascade, bundled with opencv-python 4.x: works fully offline."""
+    """OpenCV's frontal-face Haar cascade, bundled with opencv-python 4.x: works fully offline.
+
+    Needs OpenCV, which the light install leaves out: ``pip install 'ferkit[video]'``.
+    """
 
     name = "haar"
 
@@ -237,6 +262,7 @@ class HaarDetector(Detector):
         self, min_neighbors: int = 5, min_size: int = 24, margin: float = 0.2, max_side: int | None = 1280
     ):
         super().__init__(margin, max_side)
+        cv2 = self._cv2 = opencv("the haar face detector")
         folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
         self._cascade = cv2.CascadeClassifier(os.path.join(folder, "haarcascade_frontalface_default.xml"))
         if self._cascade.empty():
@@ -248,9 +274,12 @@ class HaarDetector(Detector):
         self.min_size = min_size
 
     def _find(self, image: np.ndarray) -> list[tuple[float, float, float, float, float | None]]:
-        gray = image[..., 0] if image.shape[2] == 1 else cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+        gray = image[..., 0] if image.shape[2] == 1 else to_gray(image)
         boxes = self._cascade.detectMultiScale(
-            cv2.equalizeHist(gray), 1.1, self.min_neighbors, minSize=(self.min_size, self.min_size)
+            self._cv2.equalizeHist(np.ascontiguousarray(gray)),
+            1.1,
+            self.min_neighbors,
+            minSize=(self.min_size, self.min_size),
         )
         return [(float(x), float(y), float(w), float(h), None) for x, y, w, h in boxes]
 

@@ -1,18 +1,17 @@
 """Evaluation/inference preprocessing, derived from the model's saved config so it cannot drift.
 
-NumPy + OpenCV only (no torch), so the ONNX path imports little.
+NumPy only (no torch, no OpenCV), so the ONNX path imports little.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import cv2
 import numpy as np
 
+from ferkit.data.imageops import resize, to_gray, zoom
 from ferkit.errors import FerkitError
 
-INTERPOLATION = {"bilinear": cv2.INTER_LINEAR, "bicubic": cv2.INTER_CUBIC}
 # Test-time augmentation: each mode is a set of views of the network input whose softmax outputs are
 # averaged. shift: the centre and four moves of TTA_SHIFT of the side; scale: zoomed out and in by
 # TTA_SCALES; flip: every view and its mirror; tencrop: the corners and centre of a 0.875 crop, and
@@ -48,25 +47,17 @@ def match_channels(images: np.ndarray, channels: int) -> np.ndarray:
     if images.shape[3] == channels:
         return images
     if channels == 1:
-        gray = images.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)
-        return np.clip(gray.round(), 0, 255).astype(np.uint8)[..., None]
+        return to_gray(images)[..., None]
     return np.repeat(images, 3, axis=3)
 
 
 def resize_batch(images: np.ndarray, size: int, interpolation: str) -> np.ndarray:
-    """Resize N same-sized (N, H, W, 1|3) images to (N, size, size, C), one OpenCV call per image.
-
-    One call per image because OpenCV's area and cubic resizers take at most 4 channels when the
-    scale is not an integer (stacking the batch along the channel axis fails for e.g. 256 → 240).
-    """
-    n, h, w, c = images.shape
+    """Resize N same-sized (N, H, W, 1|3) images to (N, size, size, C): area when shrinking, the
+    model's ``interpolation`` when enlarging."""
+    _, h, w, c = images.shape
     if (h, w) == (size, size):
         return images
-    interp = cv2.INTER_AREA if size < min(h, w) else INTERPOLATION[interpolation]
-    out = np.empty((n, size, size, c), np.uint8)
-    for i in range(n):
-        out[i] = cv2.resize(images[i], (size, size), interpolation=interp).reshape(size, size, c)
-    return out
+    return np.stack([resize(im, size, size, interpolation).reshape(size, size, c) for im in images])
 
 
 def network_view(images: np.ndarray, pp: Preprocessing) -> np.ndarray:
@@ -130,13 +121,9 @@ def _per_image(batch: np.ndarray, fn) -> np.ndarray:
 
 
 def _resized(batch: np.ndarray, size: int) -> np.ndarray:
-    return _per_image(batch, lambda im: cv2.resize(im, (size, size), interpolation=cv2.INTER_LINEAR))
+    return _per_image(batch, lambda im: resize(im, size, size))
 
 
 def _zoomed(batch: np.ndarray, factor: float) -> np.ndarray:
     """Zoom about the centre (``factor`` > 1: the face larger), border reflected."""
-    size = batch.shape[-1]
-    c = (size - 1) / 2
-    m = cv2.getRotationMatrix2D((c, c), 0.0, factor)
-    return _per_image(batch, lambda im: cv2.warpAffine(im, m, (size, size), flags=cv2.INTER_LINEAR,
-                                                       borderMode=cv2.BORDER_REFLECT))  # fmt: skip
+    return _per_image(batch, lambda im: zoom(im, factor))

@@ -1,5 +1,9 @@
 """Where frames come from and where annotated frames go: video files and webcams (OpenCV capture),
-the display window, the annotated mp4, and Ctrl-C handling."""
+the display window, the annotated mp4, and Ctrl-C handling.
+
+OpenCV is imported when a video is opened, not with the package: the light install has none
+(``pip install 'ferkit[video]'`` adds it), and photos never need it.
+"""
 
 from __future__ import annotations
 
@@ -10,15 +14,20 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from ferkit.errors import FerkitError
+from ferkit.extras import opencv
 from ferkit.fileio import atomic_output
 from ferkit.inference.video.options import Stages
 
+if TYPE_CHECKING:
+    import cv2
+
 WINDOW = "ferkit (q or Esc to quit)"
+VIDEO = "reading video files and webcams"  # what needs OpenCV, for the missing-extra message
 
 
 def has_display() -> bool:
@@ -27,6 +36,7 @@ def has_display() -> bool:
 
 def opencv_gui() -> bool:
     """True when OpenCV was built with a GUI backend (opencv-python-headless is not)."""
+    cv2 = opencv(VIDEO)
     for line in cv2.getBuildInformation().splitlines():
         if line.strip().startswith("GUI:"):
             return line.split(":", 1)[1].strip().upper() not in ("", "NONE")
@@ -52,6 +62,7 @@ def require_display() -> None:
 
 def open_capture(source: str | os.PathLike | int) -> cv2.VideoCapture:
     """A video file or a webcam index, opened; a clear error when it cannot be."""
+    cv2 = opencv(VIDEO)
     if isinstance(source, int):
         cap = cv2.VideoCapture(source)
         if not cap.isOpened():
@@ -76,6 +87,7 @@ def read_frames(
     Time: index / FPS for files (exact for constant frame rate), else the container's timestamp,
     else the wall clock (webcams).
     """
+    cv2 = opencv(VIDEO)
     fps = cap.get(cv2.CAP_PROP_FPS) if not live else 0.0  # a webcam's nominal FPS is not its real rate
     start = time.monotonic()
     index = 0
@@ -125,6 +137,7 @@ def stop_on_sigint() -> Iterator[Callable[[], bool]]:
 
 def show_frame(bgr: np.ndarray) -> bool:
     """Display one frame; True when the user asked to quit."""
+    cv2 = opencv(VIDEO)
     cv2.imshow(WINDOW, bgr)
     key = cv2.waitKey(1) & 0xFF
     return key in (ord("q"), 27) or cv2.getWindowProperty(WINDOW, cv2.WND_PROP_VISIBLE) < 1
@@ -142,6 +155,7 @@ class VideoOut:
 
     def write(self, bgr: np.ndarray) -> None:
         if self.writer is None:
+            cv2 = opencv(VIDEO)
             size = (bgr.shape[1], bgr.shape[0])
             self.writer = cv2.VideoWriter(str(self.tmp), cv2.VideoWriter_fourcc(*"mp4v"), self.fps, size)
             if not self.writer.isOpened():

@@ -8,16 +8,18 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 from tqdm.auto import tqdm
 
 from ferkit.errors import FerkitError, NothingReadError
+from ferkit.extras import opencv
 from ferkit.inference.annotate import annotate
-from ferkit.inference.detect import Detection
+from ferkit.inference.detect import Detection, to_bgr
 from ferkit.inference.recognizer import FacePrediction, Recognizer, csv_rows, face_columns, face_values
 from ferkit.inference.video.capture import (
+    VIDEO,
     VideoOut,
     open_capture,
     read_frames,
@@ -30,6 +32,9 @@ from ferkit.inference.video.smoothing import Smoother
 from ferkit.inference.video.summary import TrackStats, save_plot, write_summary
 from ferkit.inference.video.timeline import TrackTimelines
 from ferkit.inference.video.tracking import DetectionSize, FaceTracker
+
+if TYPE_CHECKING:
+    import cv2
 
 
 @dataclass
@@ -71,6 +76,7 @@ def iter_video(
     opts = options or VideoOptions()
     opts.check()
     stages = stages or Stages()
+    cv2 = opencv(VIDEO)
     fps = cap.get(cv2.CAP_PROP_FPS) or 30.0  # a webcam's nominal rate is good enough for these
     tracker = FaceTracker(max(1, round(opts.track_gap_s * fps / opts.every)), opts.detect_every)
     sizer = DetectionSize(opts.detect_size, max(1, round(fps / opts.every / opts.detect_every)))
@@ -167,6 +173,7 @@ def process_video(
     live = isinstance(source, int)
     if show:
         require_display()
+    cv2 = opencv(VIDEO)  # before any work: the light install has no OpenCV
     recognizer.detector  # noqa: B018 - build the detector now: a missing model fails before any work
     cap = open_capture(source)
     summary = VideoSummary(source_fps=0.0 if live else float(cap.get(cv2.CAP_PROP_FPS) or 0.0))
@@ -207,9 +214,8 @@ def process_video(
                 quit_ = False
                 if writer is not None or show:
                     tags = [f"#{tf.track}" for tf in fr.faces]
-                    bgr = cv2.cvtColor(
-                        annotate(fr.image, [tf.face for tf in fr.faces], panel=False, tags=tags),
-                        cv2.COLOR_RGB2BGR,
+                    bgr = np.ascontiguousarray(
+                        to_bgr(annotate(fr.image, [tf.face for tf in fr.faces], panel=False, tags=tags))
                     )
                     if writer is not None:
                         writer.write(bgr)
