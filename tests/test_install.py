@@ -4,12 +4,14 @@ say without it, and model files that cannot run code (while run directories writ
 from __future__ import annotations
 
 import pickle
+import shutil
 import subprocess
 import sys
 import textwrap
 
 import pytest
 import torch
+from batch_fixtures import ASTRONAUT
 from test_bad_inputs import Payload, make_run_dir, malicious_pt
 from typer.testing import CliRunner
 
@@ -42,7 +44,8 @@ def test_inference_and_the_cli_import_nothing_of_the_training_extra():
 
 def test_photos_work_without_opencv_and_video_names_its_extra(tmp_path):
     """The light install has no OpenCV: predict, annotate and the YuNet detector run without it, and
-    what needs it (videos, the Haar detector) says which extra to install."""
+    what needs it (videos, the Haar detector) says which extra to install; a batch does its photos
+    and names the extra in its videos' rows."""
     script = textwrap.dedent(f"""
         import sys
         sys.modules["cv2"] = None  # as if not installed: `import cv2` fails, find_spec sees None
@@ -63,10 +66,18 @@ def test_photos_work_without_opencv_and_video_names_its_extra(tmp_path):
             assert "the haar face detector needs the video extra" in str(exc), exc
         else:
             raise AssertionError("haar without OpenCV")
+        from ferkit import read_results
+        from ferkit.batch import BatchOptions, run_batch
+        run_batch([out + "/astronaut.jpg", out + "/v.mp4"], out + "/batch", BatchOptions(model="fast"),
+                  progress=False)
+        rows = read_results(out + "/batch").set_index("source")
+        assert rows.loc[out + "/astronaut.jpg", "status"] == "face", rows
+        assert "needs the video extra" in rows.loc[out + "/v.mp4", "error"], rows
         assert "cv2" not in {{m.split(".")[0] for m in sys.modules if sys.modules[m] is not None}}
         print("ok")
     """)
     (tmp_path / "v.mp4").write_bytes(b"not a video")
+    shutil.copy(ASTRONAUT, tmp_path / "astronaut.jpg")
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
     assert res.returncode == 0 and res.stdout.strip().endswith("ok"), res.stdout + res.stderr
     assert (tmp_path / "astronaut_annotated.jpg").stat().st_size > 10_000
