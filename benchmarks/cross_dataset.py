@@ -27,6 +27,7 @@ from sklearn.metrics import f1_score
 from ferkit.data import load_dataset, wild_halves
 from ferkit.evaluation.evaluate import full_resolution_images
 from ferkit.inference.recognizer import SHIPPED_TTA, Recognizer
+from ferkit.models.preprocess import TTA_MODES
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
@@ -77,7 +78,7 @@ def main() -> None:
                     help="default | fast | run dir | .onnx | a+b (ensemble); repeatable")  # fmt: skip
     ap.add_argument("--ensemble", action="append", default=[], metavar="NAME=A+B",
                     help="mean probability of models given with --model")  # fmt: skip
-    ap.add_argument("--tta", default="flip", choices=["none", "flip"])
+    ap.add_argument("--tta", default="flip", choices=TTA_MODES)
     ap.add_argument("--fer", type=Path, default=SHARED / "data/fer2013-dev.tar.gz")
     ap.add_argument("--photos", type=Path, default=SHARED / "data/muxspace-faces.tar.gz")
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")

@@ -63,11 +63,15 @@ def to_array(im: Image.Image, color: Color) -> tuple[np.ndarray, bool]:
     if mode in ("L", "1", "LA"):
         gray = np.asarray(im.convert("L"))
         return (gray if color != "rgb" else np.repeat(gray[..., None], 3, axis=2)), True
-    rgb = np.asarray(im.convert("RGB"))
-    is_gray = bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+    rgb = np.asarray(im if im.mode == "RGB" else im.convert("RGB"))  # convert() would copy an RGB image
+    is_gray = _equal_channels(rgb[::8, ::8]) and _equal_channels(rgb)  # a colour photo fails on the sample
     if color == "gray":
         return to_gray(rgb), is_gray
     return rgb, is_gray
+
+
+def _equal_channels(rgb: np.ndarray) -> bool:
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
 def resize_square(arr: np.ndarray, size: int) -> np.ndarray:
@@ -91,7 +95,8 @@ def decode_full(data: bytes, color: Color, formats: Sequence[str] | None = None)
             im.seek(0)  # first frame of animated GIF/WebP/TIFF
             im.load()
             width, height, mode = im.width, im.height, im.mode
-            arr, is_gray = to_array(ImageOps.exif_transpose(im), color)
+            ImageOps.exif_transpose(im, in_place=True)  # in place: no copy of a 12 MP photo
+            arr, is_gray = to_array(im, color)
     except UnidentifiedImageError:
         return Decoded(None, "not an image, or a format PIL/pillow-heif cannot read")
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
