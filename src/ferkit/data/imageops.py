@@ -110,8 +110,9 @@ def _area_taps(source: int, target: int) -> tuple[np.ndarray, np.ndarray]:
     scale = source / target
     start = np.arange(target) * scale
     idx = np.floor(start).astype(np.int64)[:, None] + np.arange(int(np.ceil(scale)) + 1)[None]
-    cover = np.minimum(idx + 1, start[:, None] + scale) - np.maximum(idx, start[:, None])
-    return np.clip(idx, 0, source - 1), (np.clip(cover, 0, None) / scale).astype(np.float32)
+    cover = np.clip(np.minimum(idx + 1, start[:, None] + scale) - np.maximum(idx, start[:, None]), 0, None)
+    used = cover.any(axis=0)  # an integer scale never needs the last tap: skip it (a third of 2x's work)
+    return np.clip(idx[:, used], 0, source - 1), (cover[:, used] / scale).astype(np.float32)
 
 
 @lru_cache(maxsize=256)
