@@ -45,7 +45,7 @@ def test_inference_and_the_cli_import_nothing_of_the_training_extra():
 def test_photos_work_without_opencv_and_video_names_its_extra(tmp_path):
     """The light install has no OpenCV: predict, annotate and the YuNet detector run without it, and
     what needs it (videos, the Haar detector) says which extra to install; a batch does its photos
-    and names the extra in its videos' rows."""
+    and names the extra in its videos' rows; the web API answers with an annotated image."""
     script = textwrap.dedent(f"""
         import sys
         sys.modules["cv2"] = None  # as if not installed: `import cv2` fails, find_spec sees None
@@ -73,6 +73,13 @@ def test_photos_work_without_opencv_and_video_names_its_extra(tmp_path):
         rows = read_results(out + "/batch").set_index("source")
         assert rows.loc[out + "/astronaut.jpg", "status"] == "face", rows
         assert "needs the video extra" in rows.loc[out + "/v.mp4", "error"], rows
+        from fastapi.testclient import TestClient
+        from ferkit.inference import Recognizer
+        from ferkit.serve import Limits, Service, create_app
+        photo = open(out + "/astronaut.jpg", "rb").read()
+        with TestClient(create_app(Service(Recognizer.load("fast"), Limits(), "fast", "yunet"))) as client:
+            res = client.post("/v1/predict", files=[("file", ("a.jpg", photo))], data={{"annotate": "true"}})
+        assert res.status_code == 200 and res.headers["content-type"] == "image/png", res.text[:300]
         assert "cv2" not in {{m.split(".")[0] for m in sys.modules if sys.modules[m] is not None}}
         print("ok")
     """)
