@@ -13,7 +13,7 @@ $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install --upgrade pip >/dev/null
 
-# inference only (ONNX model, YuNet, OpenCV, onnxruntime): what `pip install ferkit` gives
+# inference on photos only (ONNX models, YuNet, onnxruntime, Pillow; no OpenCV): what `pip install ferkit` gives
 $(LIGHT): pyproject.toml | $(VENV)/bin/python
 	$(VENV)/bin/pip install -e .
 	touch $(LIGHT)

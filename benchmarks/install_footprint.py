@@ -1,6 +1,6 @@
 """Install footprint of ferkit's two installs, measured in fresh virtual environments.
 
-  light  pip install ferkit            inference only: ONNX model, YuNet, OpenCV, onnxruntime
+  light  pip install ferkit            inference on photos: ONNX models, YuNet, onnxruntime, Pillow
   full   pip install 'ferkit[train]'   adds torch, timm, scikit-learn, matplotlib, ... for training
 
 For each: the venv's size on disk minus that of an empty venv (so pip itself is not counted), the
