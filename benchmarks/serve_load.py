@@ -37,8 +37,8 @@ import httpx
 import numpy as np
 from machine_info import load_average, machine  # benchmarks/ is on sys.path when run as a script
 
+from ferkit.data.imageops import encode
 from ferkit.inference import Recognizer, make_detector
-from ferkit.inference.annotate import encode_image
 from ferkit.inference.recognizer import ASSETS, decode_image, read_image
 
 
@@ -178,7 +178,7 @@ def payload_for(scenario: str) -> tuple[bytes, dict, str]:
     image = read_image(photo)
     yunet = make_detector("yunet")
     crop = yunet.crops(image, yunet.detect(image))[0]
-    return encode_image(crop, ".jpg"), {"detector": "none"}, "yunet"
+    return encode(crop, ".jpg"), {"detector": "none"}, "yunet"
 
 
 def run(args, scenario: str) -> list[str]:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from ferkit.data.decode import resize_square
+from ferkit.data.imageops import resize
 from ferkit.models.preprocess import Preprocessing, prepare
 from ferkit.training import augment
 from ferkit.training.config import load_config
@@ -21,7 +21,7 @@ def faces(n: int = 6, size: int = 48) -> np.ndarray:
     """Smooth random gray faces (bilinear resizes of them differ only by rounding)."""
     rng = np.random.default_rng(0)
     small = rng.integers(0, 256, (n, 12, 12), dtype=np.uint8)
-    return np.stack([resize_square(s, size)[..., None] for s in small])
+    return np.stack([resize(s, size, size)[..., None] for s in small])
 
 
 def training_view(stored: np.ndarray, aug, pp: Preprocessing, monkeypatch) -> np.ndarray:
@@ -44,7 +44,7 @@ def test_every_recipe_trains_on_the_framing_inference_uses(config, monkeypatch):
                        crop_pct=spec.eval_crop_pct, in_chans=spec.in_chans)  # fmt: skip
     source = faces()
     side = cfg.data.image_size or 48  # the dataset as training stores it (auto: FER2013's 48 px)
-    stored = np.stack([resize_square(f, side)[..., None] for f in source[..., 0]])
+    stored = np.stack([resize(f, side, side)[..., None] for f in source[..., 0]])
     train = training_view(stored, cfg.augment, pp, monkeypatch)
     infer = prepare(source, pp)
     # the same sampling grid; what is left is inference's rounding of its resize to uint8

@@ -50,6 +50,17 @@ def test_resize_refuses_an_unknown_interpolation_and_empty_sizes():
         resize(PHOTO, 0, 10)
 
 
+def test_a_batch_is_resized_and_zoomed_exactly_as_its_images_one_by_one():
+    batch = np.stack([PHOTO, PHOTO[::-1], PHOTO[:, ::-1]])  # (N, H, W, C)
+    for width, height, enlarge in ((64, 48, "bilinear"), (160, 200, "bicubic"), (131, 50, "bilinear")):
+        one_by_one = np.stack([resize(im, width, height, enlarge) for im in batch])
+        assert np.array_equal(resize(batch, width, height, enlarge, axes=(1, 2)), one_by_one)
+    chw = np.ascontiguousarray(batch[:, :64, :64].transpose(0, 3, 1, 2)).astype(np.float32)  # (N, C, S, S)
+    one_by_one = np.stack([zoom(im.transpose(1, 2, 0), 1.1).transpose(2, 0, 1) for im in chw])
+    assert np.array_equal(zoom(chw, 1.1, axes=(2, 3)), one_by_one)
+    assert resize(batch, 131, 97, axes=(1, 2)) is batch  # nothing to do: the input itself
+
+
 @pytest.mark.parametrize("factor", [0.9, 1.1, 0.5])
 def test_zoom_is_opencvs_centred_warp_with_reflected_border(factor):
     image = PHOTO[:64, :64].astype(np.float32)

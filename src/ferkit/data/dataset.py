@@ -22,8 +22,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
-from ferkit.data.decode import Color, Decoded, decode_chunk, header_size, resize_square
+from ferkit.data.decode import Color, Decoded, decode_chunk, header_size
 from ferkit.data.fer2013_csv import FER2013_CLASSES, parse_fer_csv
+from ferkit.data.imageops import resize
 from ferkit.data.layout import Layout, detect_layout
 from ferkit.data.sources import Source
 from ferkit.errors import FerkitError
@@ -259,7 +260,7 @@ def _build_csv(src, layout, fh, size, color, strict):
     items = _Items(skipped=parsed.skipped)
     for img, label, split, row in zip(parsed.pixels, parsed.labels, parsed.splits, parsed.rows, strict=True):
         digest = hashlib.blake2b(img.tobytes() + str(img.shape).encode(), digest_size=16).digest()
-        out = resize_square(img, size)[..., None]
+        out = resize(img, size, size)[..., None]
         fh.write(np.repeat(out, channels, axis=2).tobytes())
         items.labels.append(int(label))
         items.splits.append(split)

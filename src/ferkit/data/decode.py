@@ -74,14 +74,6 @@ def _equal_channels(rgb: np.ndarray) -> bool:
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
-def resize_square(arr: np.ndarray, size: int) -> np.ndarray:
-    """Resize to size x size (area filter when shrinking, bilinear when enlarging)."""
-    h, w = arr.shape[:2]
-    if (h, w) == (size, size):
-        return arr
-    return resize(arr, size, size)
-
-
 def decode_full(data: bytes, color: Color, formats: Sequence[str] | None = None) -> Decoded:
     """Decode at full resolution with EXIF orientation applied: HxW (gray) or HxWx3 uint8.
 
@@ -113,7 +105,7 @@ def decode_bytes(data: bytes, size: int, color: Color) -> Decoded:
     if color == "auto" and arr.ndim == 2:
         arr = np.repeat(arr[..., None], 3, axis=2)
     digest = hashlib.blake2b(arr.tobytes() + str(arr.shape).encode(), digest_size=16).digest()
-    pixels = resize_square(arr, size)
+    pixels = resize(arr, size, size)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     return Decoded(pixels, None, full.width, full.height, full.mode, digest, full.is_gray)

@@ -10,9 +10,8 @@ from pathlib import Path
 import numpy as np
 
 from ferkit.data.dataset import FaceDataset
-from ferkit.data.decode import resize_square
 from ferkit.data.fer2013_csv import SIDE, fer_label_ids, write_fer_csv
-from ferkit.data.imageops import encode, to_gray
+from ferkit.data.imageops import encode, resize, to_gray
 
 SPLIT_FOLDERS = {"train": "train", "val": "val", "test": "test", "all": "train"}
 
@@ -57,7 +56,7 @@ def export_csv(ds: FaceDataset, out: Path) -> int:
         batch = ds.take(np.arange(start, min(start + 2048, len(ds))))
         for k, img in enumerate(batch):
             g = img[..., 0] if img.shape[2] == 1 else to_gray(img)
-            gray[start + k] = resize_square(g, SIDE)
+            gray[start + k] = resize(g, SIDE, SIDE)
     out = Path(out)
     tmp = out.with_name(f".{out.name}.tmp")
     write_fer_csv(tmp, gray, ids[ds.labels], ds.splits.tolist())

@@ -31,26 +31,31 @@ def to_gray(rgb: np.ndarray) -> np.ndarray:
     return np.clip(np.rint(gray), 0, 255).astype(np.uint8)
 
 
-def resize(image: np.ndarray, width: int, height: int, enlarge: str = "bilinear") -> np.ndarray:
-    """Resize an (H, W) or (H, W, C) uint8 or float32 image to (height, width[, C]).
+def resize(
+    image: np.ndarray, width: int, height: int, enlarge: str = "bilinear", axes: tuple[int, int] = (0, 1)
+) -> np.ndarray:
+    """Resize an (H, W) or (H, W, C) uint8 or float32 image to (height, width[, C]), or a whole batch.
 
     Each axis is resampled on its own: averaged over exact pixel overlaps where it shrinks (no
     aliasing, as ``cv2.INTER_AREA``), interpolated by ``enlarge`` where it grows. uint8 is rounded.
+    Every output pixel is computed alone, so a batch gives exactly what its images give one by one.
 
     Args:
-        image: the pixels; not modified.
+        image: the pixels; not modified (returned as is when the size is already right).
         width, height: the new size in pixels.
         enlarge: ``"bilinear"`` or ``"bicubic"`` (the model's ``interpolation``).
+        axes: the (rows, columns) axes: ``(1, 2)`` for an (N, H, W, C) batch, ``(2, 3)`` for (N, C, H, W).
 
     Returns:
-        The resized image, same dtype and channels.
+        The resized image, same dtype and other axes.
     """
     if enlarge not in ENLARGE:
         raise FerkitError(f"interpolation must be one of {', '.join(ENLARGE)}; not {enlarge!r}")
     if width < 1 or height < 1:
         raise FerkitError(f"cannot resize to {width}x{height}: sides must be at least 1 pixel")
+    rows, cols = axes
     out = image
-    for axis, target in ((1, width), (0, height)):
+    for axis, target in ((cols, width), (rows, height)):
         source = out.shape[axis]
         if source == target:
             continue
@@ -59,16 +64,18 @@ def resize(image: np.ndarray, width: int, height: int, enlarge: str = "bilinear"
         else:
             idx, w = _kernel_taps(source, target, enlarge, source / target, 0.5 * source / target - 0.5)
         out = _apply(out, axis, idx, w)
-    return _like(out, image.dtype)
+    return image if out is image else _like(out, image.dtype)
 
 
-def zoom(image: np.ndarray, factor: float) -> np.ndarray:
-    """Zoom a square (S, S[, C]) image about its centre (``factor`` > 1: larger), bilinearly, the
-    border reflected (``cv2.warpAffine`` with ``BORDER_REFLECT``, as training's affine augmentation)."""
-    size = image.shape[0]
+def zoom(image: np.ndarray, factor: float, axes: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """Zoom square images about their centre (``factor`` > 1: larger), bilinearly, the border
+    reflected (``cv2.warpAffine`` with ``BORDER_REFLECT``, as training's affine augmentation).
+    ``axes`` are the (rows, columns) axes, as for `resize`."""
+    rows, cols = axes
+    size = image.shape[rows]
     c = (size - 1) / 2
     idx, w = _kernel_taps(size, size, "bilinear", 1 / factor, c - c / factor, border="reflect")
-    return _like(_apply(_apply(image, 1, idx, w), 0, idx, w), image.dtype)
+    return _like(_apply(_apply(image, cols, idx, w), rows, idx, w), image.dtype)
 
 
 def encode(rgb: np.ndarray, suffix: str, what: str = "image") -> bytes:

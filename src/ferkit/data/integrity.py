@@ -79,7 +79,7 @@ def perceptual_hashes(ds: FaceDataset, batch: int = 4096) -> np.ndarray:
     for start in range(0, len(ds), batch):
         imgs = ds.take(np.arange(start, min(start + batch, len(ds))))
         gray = imgs.mean(axis=3, dtype=np.float32) if imgs.shape[3] > 1 else imgs[..., 0].astype(np.float32)
-        small = np.stack([resize(g, 32, 32) for g in gray])
+        small = resize(gray, 32, 32, axes=(1, 2))
         low = dctn(small, axes=(1, 2), norm="ortho")[:, :8, :8].reshape(len(small), 64)
         bits = low > np.median(low[:, 1:], axis=1, keepdims=True)
         out[start : start + len(small)] = (bits.astype(np.uint64) * weights).sum(axis=1)
@@ -115,7 +115,7 @@ def thumbnails(ds: FaceDataset, index: np.ndarray, batch: int = 4096) -> np.ndar
     for start in range(0, len(index), batch):
         imgs = ds.take(index[start : start + batch])
         gray = imgs.mean(axis=3, dtype=np.float32) if imgs.shape[3] > 1 else imgs[..., 0].astype(np.float32)
-        out[start : start + len(gray)] = [resize(g, THUMB, THUMB) for g in gray]
+        out[start : start + len(gray)] = resize(gray, THUMB, THUMB, axes=(1, 2))
     return out
 
 

@@ -141,11 +141,6 @@ def annotated_path(out_dir: str | os.PathLike, source: str | os.PathLike, used: 
 def write_image(path: str | os.PathLike, rgb: np.ndarray) -> None:
     """Encode an RGB image by the file's extension and write it atomically."""
     path = Path(path)
-    data = encode_image(rgb, path.suffix, str(path))
+    data = encode(rgb, path.suffix, str(path))
     with atomic_output(path) as tmp:
         tmp.write_bytes(data)
-
-
-def encode_image(rgb: np.ndarray, suffix: str = ".png", what: str = "image") -> bytes:
-    """An RGB (or gray) image encoded in the format of a file extension (``.png``, ``.jpg``, ...)."""
-    return encode(as_hwc(rgb), suffix, what)

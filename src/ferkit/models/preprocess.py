@@ -54,10 +54,7 @@ def match_channels(images: np.ndarray, channels: int) -> np.ndarray:
 def resize_batch(images: np.ndarray, size: int, interpolation: str) -> np.ndarray:
     """Resize N same-sized (N, H, W, 1|3) images to (N, size, size, C): area when shrinking, the
     model's ``interpolation`` when enlarging."""
-    _, h, w, c = images.shape
-    if (h, w) == (size, size):
-        return images
-    return np.stack([resize(im, size, size, interpolation).reshape(size, size, c) for im in images])
+    return resize(images, size, size, interpolation, axes=(1, 2))
 
 
 def network_view(images: np.ndarray, pp: Preprocessing) -> np.ndarray:
@@ -114,16 +111,10 @@ def tta_views(batch: np.ndarray, mode: str) -> list[np.ndarray]:
     return views
 
 
-def _per_image(batch: np.ndarray, fn) -> np.ndarray:
-    """Apply ``fn`` to each (S, S, C) image of an (N, C, S, S) batch."""
-    out = [fn(np.ascontiguousarray(im.transpose(1, 2, 0))) for im in batch]
-    return np.stack([o.reshape(*o.shape[:2], -1).transpose(2, 0, 1) for o in out]).astype(np.float32)
-
-
 def _resized(batch: np.ndarray, size: int) -> np.ndarray:
-    return _per_image(batch, lambda im: resize(im, size, size))
+    return resize(batch, size, size, axes=(2, 3))
 
 
 def _zoomed(batch: np.ndarray, factor: float) -> np.ndarray:
     """Zoom about the centre (``factor`` > 1: the face larger), border reflected."""
-    return _per_image(batch, lambda im: zoom(im, factor))
+    return zoom(batch, factor, axes=(2, 3))

@@ -31,8 +31,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Message, Receive
 
+from ferkit.data.imageops import encode
 from ferkit.errors import FerkitError
-from ferkit.inference.annotate import annotate, encode_image
+from ferkit.inference.annotate import annotate
 from ferkit.inference.detect import DETECTORS, Detection, Detector, make_detector
 from ferkit.inference.recognizer import ASSETS, FacePrediction, ImageResult, Recognizer, decode_image
 from ferkit.models.preprocess import TTA_MODES
@@ -167,7 +168,7 @@ class Service:
         image = found.image
 
         def draw() -> bytes:
-            return encode_image(annotate(image, found.faces), suffix, found.name)
+            return encode(annotate(image, found.faces), suffix, found.name)
 
         return await asyncio.get_running_loop().run_in_executor(self.pool, draw)
 
