@@ -1,6 +1,6 @@
 """Resizing, zooming, grayscale and encoding of image arrays, in NumPy and Pillow (no OpenCV).
 
-Why not OpenCV: it is 162 MB of the install, which the light install cannot afford (issue 22), and
+Why not OpenCV: it is 161 MB of the install, which the light install cannot afford (issue 22), and
 ferkit's shipped models were trained on OpenCV's resizers. The resizers here compute the same
 interpolation as ``cv2.resize`` — area averaging with exact pixel overlaps when shrinking, bilinear
 or bicubic (a = -0.75) with half-pixel centres and replicated borders otherwise — as separable taps
